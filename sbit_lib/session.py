@@ -1,0 +1,123 @@
+"""One way to start Spark: local Spark + Delta, configured like the course's cluster.
+
+``get_spark(config)`` returns the process's single SparkSession (creating it on
+first use) and registers the environment's Delta tables in its catalog.
+
+Why register on every start? Spark's default catalog lives in memory and dies
+with the process; a Hive metastore (embedded Derby) lets only one JVM open it at
+a time, so a papermill child or a second terminal could not see the tables while
+a stream runs. Here the tables *are* their Delta folders: any process can point
+its catalog at them with ``CREATE TABLE IF NOT EXISTS ... USING DELTA LOCATION``,
+which reads schema and partitioning from the Delta log.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from sbit_lib.config import Config
+from sbit_lib.jars import delta_jars
+from sbit_lib.java import ensure_java_home
+from sbit_lib.tables import ALL_TABLES, GYM_SUMMARY, GYM_SUMMARY_SQL, TABLES
+
+_HERE = Path(__file__).resolve().parent
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+
+
+def sql_str(value: object) -> str:
+    """Quote a value (e.g. a path) as a SQL string literal."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _builder(config: Config) -> SparkSession.Builder:
+    jars = ",".join(str(j) for j in delta_jars())
+    log4j = _HERE / "log4j2.properties"
+    java_opts = f"-Dlog4j2.configurationFile=file:{log4j}"
+    return (
+        SparkSession.builder.appName(f"sbit-{config.environment}")
+        .master(config.spark_master)
+        .config("spark.jars", jars)
+        .config("spark.driver.extraJavaOptions", java_opts)
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.warehouse.dir", str(config.home / "spark-warehouse"))
+        .config("spark.sql.streaming.stateStore.providerClass", ROCKSDB_PROVIDER)
+        .config("spark.databricks.delta.optimizeWrite.enabled", "true")
+        .config("spark.databricks.delta.autoCompact.enabled", "true")
+        # Delta rebuilds table state with 50 tasks by default: far too many for a laptop.
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+        .config("spark.scheduler.mode", "FAIR")
+        .config("spark.scheduler.allocation.file", str(_HERE / "fairscheduler.xml"))
+        .config("spark.ui.enabled", str(config.spark_ui).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+
+
+def get_spark(config: Config | None = None) -> SparkSession:
+    """Return the process's SparkSession with Delta, registering `config`'s tables.
+
+    An existing session (a test fixture, a notebook, Databricks) is reused as it is.
+
+    >>> spark = get_spark(Config.resolve(environment="dev"))   # doctest: +SKIP
+    """
+    config = config or Config.resolve()
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        ensure_java_home()
+        os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+        spark = _builder(config).getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
+        # One shuffle partition per core: the default 200 makes tiny tasks on a laptop.
+        spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
+    register_tables(spark, config)
+    return spark
+
+
+def register_tables(spark: SparkSession, config: Config) -> list[str]:
+    """Point the catalog at every Delta table of `config` that exists on disk; return their names.
+
+    The ``gym_summary`` view is (re)created once its three source tables are registered.
+    """
+    registered: list[str] = []
+    for table in ALL_TABLES:
+        location = config.table_location(table.name)
+        if not (location / "_delta_log").is_dir():
+            continue
+        if not registered:
+            create_database(spark, config)
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {config.qualified(table.name)} "
+            f"USING DELTA LOCATION {sql_str(location)}"
+        )
+        registered.append(table.name)
+    if {"gym_logs", "completed_workouts", "users"} <= set(registered):
+        create_view(spark, config)
+    return registered
+
+
+def create_database(spark: SparkSession, config: Config) -> None:
+    """Create the environment's database (its folder is the environment's table zone)."""
+    spark.sql(
+        f"CREATE DATABASE IF NOT EXISTS {config.db_name} LOCATION {sql_str(config.tables_zone)}"
+    )
+
+
+def create_view(spark: SparkSession, config: Config) -> None:
+    """(Re)create the gym_summary view; a view lives in the catalog only, so every process makes it."""
+    body = GYM_SUMMARY_SQL.format(db=config.db_name)
+    spark.sql(f"CREATE OR REPLACE VIEW {config.qualified(GYM_SUMMARY)} AS {body}")
+
+
+def stop_spark() -> None:
+    """Stop the process's SparkSession, if any."""
+    spark = SparkSession.getActiveSession()
+    if spark is not None:
+        spark.stop()
+
+
+__all__ = ["get_spark", "register_tables", "create_database", "create_view", "stop_spark",
+           "sql_str", "TABLES"]

