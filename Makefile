@@ -29,11 +29,7 @@ setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, gene
 	$(BIN)/sbit prepare-data
 
 run: setup ## the main job: setup, produce set 1, bronze run, validate, print bronze counts
-	$(BIN)/sbit setup
-	$(BIN)/sbit produce 1
-	$(BIN)/sbit run
-	$(BIN)/sbit validate 1
-	$(BIN)/sbit counts
+	$(BIN)/sbit demo
 
 test: setup ## run the test suite (real Spark, real Delta)
 	$(BIN)/pytest $(PYTEST_ARGS)

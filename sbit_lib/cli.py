@@ -99,6 +99,9 @@ def cmd_counts(args, config):
 
 def cmd_sql(args, config):
     spark = _spark(config)
+    if not spark.catalog.databaseExists(config.db_name):
+        raise RuntimeError(f"environment {config.environment!r} has no tables under {config.env_root}: "
+                           f"run `sbit setup --env {config.environment}` first")
     spark.catalog.setCurrentDatabase(config.db_name)
     frame = spark.sql(args.query).toPandas()
     if args.format == "csv":
@@ -131,7 +134,7 @@ def cmd_demo(args, config):
 
     cmd_setup(args, config)
     Producer(config).produce(1)
-    args.stream = False
+    args.stream, args.processing_time = False, "5 seconds"
     cmd_run(args, config)
     args.set = 1
     cmd_validate(args, config)

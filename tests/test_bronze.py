@@ -1,0 +1,171 @@
+"""Bronze on the real course data and generated heart-rate sets: counts, the date fix,
+re-runs, exactly-once appends and malformed input. Expected values come from the
+reference computation (sbit_lib.reference), never from Spark."""
+
+import json
+
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from sbit_lib.bronze import SOURCES, Bronze, _BatchWriter
+from sbit_lib.expectations import Expectations
+from sbit_lib.producer import Producer
+from sbit_lib.run import ensure_setup
+from tests.conftest import sbit_cli
+
+
+@pytest.fixture(scope="module")
+def env(spark, lakehouse_home, test_data):
+    from sbit_lib.config import Config
+
+    config = Config.resolve(environment="bronze_t", home=lakehouse_home, test_data=test_data)
+    ensure_setup(config, spark)
+    return config
+
+
+@pytest.fixture(scope="module")
+def expected(test_data):
+    return Expectations.load(test_data)
+
+
+def bronze_counts(spark, config):
+    return Bronze(config, spark).counts()
+
+
+def versions(spark, config):
+    return {t: spark.sql(f"DESCRIBE HISTORY {config.qualified(t)}").agg({"version": "max"}).first()[0]
+            for t in SOURCES}
+
+
+def test_set_1_loads_every_record(spark, env, expected):
+    Producer(env).produce(1)
+    Bronze(env, spark).consume(once=True)
+    assert bronze_counts(spark, env) == expected.landing(1) == {
+        "registered_users_bz": 5, "gym_logins_bz": 8,
+        "kafka_multiplex_bz": {"user_info": 7, "workout": 16, "bpm": 253_801},
+    }
+    Bronze(env, spark).validate(1)
+
+
+def test_every_2023_event_gets_its_date_and_week_part(spark, env, expected):
+    """The course divides the epoch-seconds timestamp by 1000 and gets NULL for every row."""
+    want = expected.table("default", 1, "kafka_multiplex_bz").aggregates["per_topic_week_part"]
+    rows = (spark.table(env.qualified("kafka_multiplex_bz"))
+            .groupBy("topic", "week_part").count().collect())
+    got = {}
+    for r in rows:
+        got.setdefault(r["topic"], {})[r["week_part"]] = r["count"]
+    assert got == want
+    assert None not in {wp for topic in got.values() for wp in topic}
+    # 12474's first workout starts at 1678521900 = 2023-03-11 08:05 UTC, calendar week 2023-10
+    sample = (spark.table(env.qualified("kafka_multiplex_bz"))
+              .where("topic = 'workout' AND timestamp = 1678521900").select("date", "week_part").first())
+    assert (str(sample["date"]), sample["week_part"]) == ("2023-03-11", "2023-10")
+
+
+def test_bronze_keeps_the_raw_record_and_its_file(spark, env):
+    row = (spark.table(env.qualified("registered_users_bz")).where("user_id = 12474").first())
+    assert (row["device_id"], row["mac_address"], row["registration_timestamp"]) == \
+        (118440, "4c:c5:9f:cb:13:bd", 1678451168.0)
+    assert row["source_file"].endswith("/registered_users_bz/1-registered_users_1.csv")
+    assert row["load_time"] is not None
+
+
+def test_a_rerun_without_new_files_changes_nothing(spark, env, expected):
+    before = versions(spark, env)
+    Bronze(env, spark).consume(once=True)
+    assert versions(spark, env) == before
+    assert bronze_counts(spark, env) == expected.landing(1)
+
+
+def test_another_process_sees_the_tables(env):
+    """A second terminal: `sbit sql` in its own JVM reads what this process wrote."""
+    result = sbit_cli("sql", "SELECT topic, count(*) AS n FROM kafka_multiplex_bz GROUP BY topic ORDER BY topic",
+                      "--format", "csv", "--env", env.environment, "--home", str(env.home))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines() == ["topic,n", "bpm,253801", "user_info,7", "workout,16"]
+
+
+def test_set_2_adds_its_records(spark, env, expected):
+    Producer(env).produce(2)
+    Bronze(env, spark).consume(once=True)
+    assert bronze_counts(spark, env) == expected.landing(2)
+    assert expected.landing(2)["kafka_multiplex_bz"]["bpm"] == 2 * 253_801
+    Bronze(env, spark).validate(2)
+
+
+def test_a_replayed_micro_batch_is_not_appended_twice(spark, env):
+    """After a crash Spark replays the last micro-batch: Delta's txnAppId/txnVersion skip it."""
+    source = SOURCES["registered_users_bz"]
+    writer = _BatchWriter(Bronze(env, spark), source, lambda df: df)
+    batch = spark.createDataFrame(
+        [(99001, 1, "aa:aa", 1.0, None, "file:/replay.csv")],
+        "user_id BIGINT, device_id BIGINT, mac_address STRING, registration_timestamp DOUBLE, "
+        "_corrupt_record STRING, source_file STRING")
+    table = spark.table(env.qualified(source.table))
+    before = table.count()
+    writer(batch, 10_000)
+    writer(batch, 10_000)          # the replay
+    assert table.count() == before + 1
+    writer(batch, 10_001)          # a new batch id is a new batch
+    assert table.count() == before + 2
+
+
+# ---------------------------------------------------------------- malformed input
+
+GOOD_CSV = "user_id,device_id,mac_address,registration_timestamp\n1,11,aa:01,1678451168\n2,12,aa:02,1678451169\n"
+BAD_CSV = ("user_id,device_id,mac_address,registration_timestamp\n3,13,aa:03,1678451170\n"
+           "four,14,aa:04,1678451171\n5,15,aa:05,1678451172\n6,16,aa:06,not-a-time\n")
+GOOD_JSON = [{"key": "1", "value": "{}", "topic": "workout", "partition": 0, "offset": i,
+              "timestamp": 1678521900 + i} for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def dirty(spark, lakehouse_home, test_data):
+    from sbit_lib.config import Config
+
+    config = Config.resolve(environment="bronze_bad", home=lakehouse_home, test_data=test_data)
+    ensure_setup(config, spark)
+    return config
+
+
+def land(config, table, name, text):
+    folder = config.landing_zone / table
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+def test_malformed_records_are_kept_and_counted_and_the_good_ones_load(spark, dirty):
+    land(dirty, "registered_users_bz", "a.csv", GOOD_CSV)
+    land(dirty, "registered_users_bz", "b.csv", BAD_CSV)
+    lines = [json.dumps(r) for r in GOOD_JSON]
+    land(dirty, "kafka_multiplex_bz", "k.json",
+         "\n".join(lines[:2] + ['{"key": "9", "value": "{\\"broken', '{"offset": "zero"}'] + lines[2:]) + "\n")
+    bronze = Bronze(dirty, spark)
+    bronze.consume(once=True)
+
+    users = spark.table(dirty.qualified("registered_users_bz"))
+    assert sorted(r["user_id"] for r in users.collect()) == [1, 2, 3, 5]
+    assert spark.table(dirty.qualified("kafka_multiplex_bz")).count() == 3
+    assert bronze.rejected_counts() == {"registered_users_bz": 2, "kafka_multiplex_bz": 2}
+    bad = (spark.table(dirty.qualified("quarantine_bz")).where("source = 'registered_users_bz'")
+           .orderBy("raw_record").toPandas())
+    assert list(bad["raw_record"]) == ["6,16,aa:06,not-a-time", "four,14,aa:04,1678451171"]
+    assert all(path.endswith("/registered_users_bz/b.csv") for path in bad["source_file"])
+
+
+def test_the_stream_goes_on_after_malformed_input(spark, dirty):
+    land(dirty, "registered_users_bz", "c.csv", GOOD_CSV.replace("1,11,aa:01", "7,17,aa:07").replace("2,12,aa:02", "8,18,aa:08"))
+    Bronze(dirty, spark).consume(once=True)
+    users = spark.table(dirty.qualified("registered_users_bz"))
+    assert sorted(r["user_id"] for r in users.collect()) == [1, 2, 3, 5, 7, 8]
+    assert Bronze(dirty, spark).rejected_counts()["registered_users_bz"] == 2   # not re-read
+
+
+def test_timestamps_outside_any_calendar_get_a_null_date_not_a_crash(spark, dirty):
+    record = dict(GOOD_JSON[0], offset=99, timestamp=10**18)
+    land(dirty, "kafka_multiplex_bz", "far.json", json.dumps(record) + "\n")
+    Bronze(dirty, spark).consume(once=True)
+    row = spark.table(dirty.qualified("kafka_multiplex_bz")).where("offset = 99").first()
+    assert row["timestamp"] == 10**18 and row["date"] is None
