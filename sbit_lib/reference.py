@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import hashlib
 import io
 import json
 import math
@@ -40,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# Only the file hash is shared with the generator; the expected values are computed here.
+from sbit_lib.bpm_generator import sha256
 from sbit_lib.expectations import (
     EXPECTED_DIR,
     FORMAT_VERSION,
@@ -175,15 +176,6 @@ def _parse_dob(value) -> dt.date | None:
         return dt.datetime.strptime(str(value), "%m/%d/%Y").date()
     except (TypeError, ValueError):
         return None
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _nonblank(lines) -> list:

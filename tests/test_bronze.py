@@ -127,6 +127,12 @@ def dirty(spark, lakehouse_home, test_data):
 
     config = Config.resolve(environment="bronze_bad", home=lakehouse_home, test_data=test_data)
     ensure_setup(config, spark)
+    land(config, "registered_users_bz", "a.csv", GOOD_CSV)
+    land(config, "registered_users_bz", "b.csv", BAD_CSV)
+    lines = [json.dumps(r) for r in GOOD_JSON]
+    land(config, "kafka_multiplex_bz", "k.json",
+         "\n".join(lines[:2] + ['{"key": "9", "value": "{\\"broken', '{"offset": "zero"}'] + lines[2:]) + "\n")
+    Bronze(config, spark).consume(once=True)
     return config
 
 
@@ -137,17 +143,10 @@ def land(config, table, name, text):
 
 
 def test_malformed_records_are_kept_and_counted_and_the_good_ones_load(spark, dirty):
-    land(dirty, "registered_users_bz", "a.csv", GOOD_CSV)
-    land(dirty, "registered_users_bz", "b.csv", BAD_CSV)
-    lines = [json.dumps(r) for r in GOOD_JSON]
-    land(dirty, "kafka_multiplex_bz", "k.json",
-         "\n".join(lines[:2] + ['{"key": "9", "value": "{\\"broken', '{"offset": "zero"}'] + lines[2:]) + "\n")
     bronze = Bronze(dirty, spark)
-    bronze.consume(once=True)
-
-    users = spark.table(dirty.qualified("registered_users_bz"))
+    users = spark.table(dirty.qualified("registered_users_bz")).where("source_file NOT LIKE '%c.csv'")
     assert sorted(r["user_id"] for r in users.collect()) == [1, 2, 3, 5]
-    assert spark.table(dirty.qualified("kafka_multiplex_bz")).count() == 3
+    assert spark.table(dirty.qualified("kafka_multiplex_bz")).where("offset < 99").count() == 3
     assert bronze.rejected_counts() == {"registered_users_bz": 2, "kafka_multiplex_bz": 2}
     bad = (spark.table(dirty.qualified("quarantine_bz")).where("source = 'registered_users_bz'")
            .orderBy("raw_record").toPandas())
@@ -169,3 +168,39 @@ def test_timestamps_outside_any_calendar_get_a_null_date_not_a_crash(spark, dirt
     Bronze(dirty, spark).consume(once=True)
     row = spark.table(dirty.qualified("kafka_multiplex_bz")).where("offset = 99").first()
     assert row["timestamp"] == 10**18 and row["date"] is None
+
+
+# ---------------------------------------------------------------- stream mode
+
+def wait_for(predicate, timeout_s: float, what: str):
+    """Poll `predicate` until it is true or `timeout_s` passes (no fixed sleeps)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def test_a_running_stream_picks_up_a_file_landed_while_it_runs(spark, lakehouse_home, test_data):
+    from sbit_lib.config import Config
+    from sbit_lib.producer import atomic_copy
+
+    config = Config.resolve(environment="bronze_stream", home=lakehouse_home, test_data=test_data)
+    ensure_setup(config, spark)
+    queries = Bronze(config, spark).consume(once=False, processing_time="1 second")
+    try:
+        assert {q.name for q in queries} == {s.query_name for s in SOURCES.values()}
+        assert all(q.isActive for q in queries)
+        table = spark.table(config.qualified("registered_users_bz"))
+        assert table.count() == 0
+        atomic_copy(test_data / "1-registered_users_1.csv",
+                    config.landing_zone / "registered_users_bz" / "1-registered_users_1.csv")
+        wait_for(lambda: table.count() == 5, 120, "the landed file to reach registered_users_bz")
+    finally:
+        for query in queries:
+            query.stop()
+    assert all(not q.isActive and q.exception() is None for q in queries)
+    assert (config.checkpoint_dir("registered_users_bz") / "commits").is_dir()

