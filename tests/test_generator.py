@@ -84,3 +84,13 @@ def test_generate_skips_files_that_match_their_checksum(fresh, tmp_path, monkeyp
 def test_an_unknown_set_is_refused(fresh):
     with pytest.raises(ValueError, match="1..10"):
         gen.set_lines(fresh, 11)
+
+
+@pytest.mark.parametrize("record", [
+    (118440, 1678521600, 72.5, 0, 1678521600), (900001, 1678579200, -1.0, 1_000_000, 1678579200),
+    (1, 2, 0.0, 3, 4), (5, 6, 103.36, 7, 8), (5, 6, 100.0, 7, 8), (5, 6, 1e-05, 7, 8),
+])
+def test_the_fast_record_format_is_exactly_json(record):
+    assert gen._record(*record) == gen._record_json(*record)
+    envelope = json.loads(gen._record(*record))
+    assert json.loads(envelope["value"])["heartrate"] == record[2]
