@@ -1,15 +1,14 @@
-"""The course's 07-run: set up a new environment, then run the layers.
-
-For now the pipeline is the bronze layer; silver and gold join it in later steps.
-"""
+"""The course's 07-run: set up a new environment, then run bronze, silver's three waves and gold."""
 
 from __future__ import annotations
 
 from sbit_lib.bronze import Bronze
 from sbit_lib.config import Config
+from sbit_lib.gold import Gold
 from sbit_lib.history import HistoryLoader
 from sbit_lib.session import get_spark
 from sbit_lib.setup_helper import SetupHelper
+from sbit_lib.silver import Silver
 
 
 def ensure_setup(config: Config, spark=None) -> bool:
@@ -29,4 +28,7 @@ def run(config: Config | None = None, once: bool = True, processing_time: str = 
     config = config or Config.resolve()
     spark = spark or get_spark(config)
     ensure_setup(config, spark)
-    return Bronze(config, spark).consume(once=once, processing_time=processing_time)
+    queries = Bronze(config, spark).consume(once=once, processing_time=processing_time)
+    queries += Silver(config, spark).upsert(once=once, processing_time=processing_time)
+    queries += Gold(config, spark).upsert(once=once, processing_time=processing_time)
+    return queries

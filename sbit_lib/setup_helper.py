@@ -23,10 +23,18 @@ class SetupHelper:
         props = ""
         if table.properties:
             props = " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in table.properties) + ")"
+        name = self.config.qualified(table.name)
         self.spark.sql(
-            f"CREATE TABLE IF NOT EXISTS {self.config.qualified(table.name)} ({table.columns}) "
+            f"CREATE TABLE IF NOT EXISTS {name} ({table.columns}) "
             f"USING DELTA{partitioned} LOCATION {sql_str(self.config.table_location(table.name))}{props}"
         )
+        # A table made by an older setup may lack a property; add it without a new
+        # Delta version when it is already there.
+        current = {r["key"]: r["value"] for r in self.spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+        missing = [(k, v) for k, v in table.properties if current.get(k) != v]
+        if missing:
+            pairs = ", ".join(f"'{k}' = '{v}'" for k, v in missing)
+            self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({pairs})")
 
     def setup(self) -> None:
         """Create the database, every table and the gym_summary view; safe to call again."""

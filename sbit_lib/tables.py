@@ -41,7 +41,9 @@ TABLES: tuple[TableDef, ...] = (
     TableDef("user_profile", "silver",
              "user_id BIGINT, dob DATE, sex STRING, gender STRING, first_name STRING, "
              "last_name STRING, street_address STRING, city STRING, state STRING, zip INT, "
-             "updated TIMESTAMP"),
+             "updated TIMESTAMP",
+             # user_bins follows the updates of this table through its Change Data Feed.
+             properties=(("delta.enableChangeDataFeed", "true"),)),
     TableDef("heart_rate", "silver",
              "device_id BIGINT, time TIMESTAMP, heartrate DOUBLE, valid BOOLEAN"),
     TableDef("workouts", "silver",
@@ -52,7 +54,9 @@ TABLES: tuple[TableDef, ...] = (
              "user_id INT, workout_id INT, session_id INT, start_time TIMESTAMP, "
              "end_time TIMESTAMP, time TIMESTAMP, heartrate DOUBLE"),
     TableDef("user_bins", "silver",
-             "user_id BIGINT, age STRING, gender STRING, city STRING, state STRING"),
+             "user_id BIGINT, age STRING, gender STRING, city STRING, state STRING",
+             # the gold summary follows profile changes through this table's Change Data Feed.
+             properties=(("delta.enableChangeDataFeed", "true"),)),
     TableDef("workout_bpm_summary", "gold",
              "workout_id INT, session_id INT, user_id BIGINT, age STRING, gender STRING, "
              "city STRING, state STRING, min_bpm DOUBLE, avg_bpm DOUBLE, max_bpm DOUBLE, "
