@@ -79,8 +79,14 @@ def cmd_validate(args, config):
     from sbit_lib.bronze import Bronze
     from sbit_lib.producer import Producer
 
+    from sbit_lib.gold import Gold
+    from sbit_lib.silver import Silver
+
+    spark = _spark(config)
     Producer(config).validate(args.set)
-    Bronze(config, _spark(config)).validate(args.set)
+    Bronze(config, spark).validate(args.set)
+    Silver(config, spark).validate(args.set)
+    Gold(config, spark).validate(args.set)
 
 
 def cmd_counts(args, config):
@@ -163,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "run the pipeline once (availableNow) or as a stream")
     p.add_argument("--stream", action="store_true", help="keep running with processingTime triggers")
     p.add_argument("--processing-time", default="5 seconds", help='trigger interval, e.g. "1 second"')
-    add("validate", cmd_validate, "check landing and bronze after set N").add_argument("set", type=int)
+    add("validate", cmd_validate, "check every layer after set N against the expected results").add_argument("set", type=int)
     add("counts", cmd_counts, "print the bronze row counts")
     p = add("sql", cmd_sql, "run a SQL query against this environment's database")
     p.add_argument("query")

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, functions as F
 from sbit_lib.config import Config
 from sbit_lib.session import get_spark
 from sbit_lib.upserter import Upserter
+from sbit_lib.validation import validate_tables
 
 SUMMARY_COLUMNS = ["workout_id", "session_id", "user_id", "age", "gender", "city", "state",
                    "min_bpm", "avg_bpm", "max_bpm", "num_recordings"]
@@ -98,3 +99,9 @@ class Gold:
             query.awaitTermination()
             print("Gold layer completed")
         return [query]
+
+    def validate(self, n: int) -> None:
+        """Compare workout_bpm_summary and the gym_summary view after set n with the expected results."""
+        print(f"Validating gold layer after set {n} ...")
+        validate_tables(self.spark, self.config, n, ("workout_bpm_summary", "gym_summary"))
+        print("Gold layer validation completed")

@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame, functions as F
 from sbit_lib.config import Config
 from sbit_lib.session import get_spark
 from sbit_lib.upserter import CDCUpserter, Upserter
+from sbit_lib.validation import validate_tables
 
 WATERMARK = "30 seconds"
 AGE_BINS_SQL = """CASE WHEN age < 18 THEN 'under 18' WHEN age < 25 THEN '18-25'
@@ -259,3 +260,12 @@ class Silver:
                 print(f"Silver wave {number} completed: {', '.join(q.name for q in started)}")
             queries.extend(started)
         return queries
+
+    TABLES = ("users", "gym_logs", "user_profile", "workouts", "heart_rate", "user_bins",
+              "completed_workouts", "workout_bpm")
+
+    def validate(self, n: int) -> None:
+        """Compare every silver table after set n with the expected results."""
+        print(f"Validating silver layer after set {n} ...")
+        validate_tables(self.spark, self.config, n, self.TABLES)
+        print("Silver layer validation completed")
