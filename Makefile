@@ -28,7 +28,7 @@ setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, gene
 	$(BIN)/sbit jars
 	$(BIN)/sbit prepare-data
 
-run: setup ## the main job: setup, produce set 1, bronze run, validate, print bronze counts
+run: setup ## the main job: fresh env "demo", set 1 through bronze, silver, gold, validated, results printed
 	$(BIN)/sbit demo
 
 test: setup ## run the test suite (real Spark, real Delta)

