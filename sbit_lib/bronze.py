@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame, functions as F
 
 from sbit_lib.config import Config
 from sbit_lib.session import get_spark
+from sbit_lib.streaming import start_foreach_batch
 from sbit_lib.tables import QUARANTINE, parse_columns, table_def
 from sbit_lib.validation import ValidationError, assert_count
 
@@ -56,10 +57,6 @@ SOURCES = {
     "gym_logins_bz": _source("gym_logins_bz", "csv", "bronze_p1", _ADDED),
     "kafka_multiplex_bz": _source("kafka_multiplex_bz", "json", "bronze_p2", _ADDED + ("date", "week_part")),
 }
-
-
-def _trigger(once: bool, processing_time: str) -> dict:
-    return {"availableNow": True} if once else {"processingTime": processing_time}
 
 
 class _BatchWriter:
@@ -123,18 +120,10 @@ class Bronze:
                 .withColumn("source_file", F.col("_metadata.file_path")))
 
     def _start(self, source: BronzeSource, transform, once: bool, processing_time: str):
-        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", source.pool)
         self.config.landing_zone.joinpath(source.table).mkdir(parents=True, exist_ok=True)
-        query = (
-            self._read(source).writeStream
-            .queryName(source.query_name)
-            .option("checkpointLocation", str(self.config.checkpoint_dir(source.table)))
-            .foreachBatch(_BatchWriter(self, source, transform))
-            .trigger(**_trigger(once, processing_time))
-            .start()
-        )
-        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
-        return query
+        return start_foreach_batch(self.spark, self._read(source), source.query_name,
+                                   self.config.checkpoint_dir(source.table), _BatchWriter(self, source, transform),
+                                   source.pool, once, processing_time)
 
     def consume_user_registration(self, once: bool = True, processing_time: str = "5 seconds"):
         """Start the registered_users_bz stream; return its StreamingQuery."""

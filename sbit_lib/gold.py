@@ -19,15 +19,12 @@ from pyspark.sql import DataFrame, functions as F
 
 from sbit_lib.config import Config
 from sbit_lib.session import get_spark
+from sbit_lib.streaming import start_foreach_batch
 from sbit_lib.upserter import Upserter
 from sbit_lib.validation import validate_tables
 
 SUMMARY_COLUMNS = ["workout_id", "session_id", "user_id", "age", "gender", "city", "state",
                    "min_bpm", "avg_bpm", "max_bpm", "num_recordings"]
-
-
-def _trigger(once: bool, processing_time: str) -> dict:
-    return {"availableNow": True} if once else {"processingTime": processing_time}
 
 
 class Gold:
@@ -38,14 +35,10 @@ class Gold:
         self.spark = spark or get_spark(self.config)
         self.db = self.config.db_name
 
-    def _start(self, df: DataFrame, writer, once: bool, processing_time: str, output_mode: str = "append"):
-        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", "gold_p1")
-        query = (df.writeStream.queryName("workout_bpm_summary_upsert_stream")
-                 .option("checkpointLocation", str(self.config.checkpoint_dir("workout_bpm_summary")))
-                 .outputMode(output_mode).foreachBatch(writer)
-                 .trigger(**_trigger(once, processing_time)).start())
-        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
-        return query
+    def _start(self, df: DataFrame, writer, once: bool, processing_time: str):
+        return start_foreach_batch(self.spark, df, "workout_bpm_summary_upsert_stream",
+                                   self.config.checkpoint_dir("workout_bpm_summary"), writer, "gold_p1",
+                                   once, processing_time)
 
     def _upsert_exact(self, once: bool, processing_time: str):
         db = self.db

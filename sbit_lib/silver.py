@@ -33,6 +33,7 @@ from pyspark.sql import DataFrame, functions as F
 
 from sbit_lib.config import Config
 from sbit_lib.session import get_spark
+from sbit_lib.streaming import start_foreach_batch
 from sbit_lib.upserter import CDCUpserter, Upserter
 from sbit_lib.validation import validate_tables
 
@@ -41,10 +42,6 @@ AGE_BINS_SQL = """CASE WHEN age < 18 THEN 'under 18' WHEN age < 25 THEN '18-25'
   WHEN age < 35 THEN '25-35' WHEN age < 45 THEN '35-45' WHEN age < 55 THEN '45-55'
   WHEN age < 65 THEN '55-65' WHEN age < 75 THEN '65-75' WHEN age < 85 THEN '75-85'
   WHEN age < 95 THEN '85-95' ELSE '95+' END"""
-
-
-def _trigger(once: bool, processing_time: str) -> dict:
-    return {"availableNow": True} if once else {"processingTime": processing_time}
 
 
 class Silver:
@@ -66,12 +63,8 @@ class Silver:
         return reader.table(f"{self.db}.{table}")
 
     def _start(self, name: str, df: DataFrame, writer, pool: str, once: bool, processing_time: str):
-        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
-        query = (df.writeStream.queryName(f"{name}_upsert_stream")
-                 .option("checkpointLocation", str(self.config.checkpoint_dir(name)))
-                 .foreachBatch(writer).trigger(**_trigger(once, processing_time)).start())
-        self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
-        return query
+        return start_foreach_batch(self.spark, df, f"{name}_upsert_stream", self.config.checkpoint_dir(name),
+                                   writer, pool, once, processing_time)
 
     def _topic(self, topic: str, schema: str) -> DataFrame:
         return (self._stream("kafka_multiplex_bz").where(f"topic = '{topic}'")
