@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, functions as F
 from sbit_lib.config import Config
 from sbit_lib.session import get_spark
 from sbit_lib.streaming import start_foreach_batch
-from sbit_lib.upserter import Upserter
+from sbit_lib.upserter import insert_new
 from sbit_lib.validation import validate_tables
 
 SUMMARY_COLUMNS = ["workout_id", "session_id", "user_id", "age", "gender", "city", "state",
@@ -79,10 +79,8 @@ class Gold:
                         F.max("heartrate").alias("max_bpm"), F.count("heartrate").alias("num_recordings"))
                    .withColumn("user_id", F.col("user_id").cast("bigint"))
                    .join(bins, "user_id").select(*SUMMARY_COLUMNS))
-        merge = f"""MERGE INTO {db}.workout_bpm_summary a USING workout_bpm_summary_delta b
-                    ON a.user_id = b.user_id AND a.workout_id = b.workout_id AND a.session_id = b.session_id
-                    WHEN NOT MATCHED THEN INSERT *"""
-        return self._start(summary, Upserter(merge, "workout_bpm_summary_delta"), once, processing_time)
+        keys = ["user_id", "workout_id", "session_id"]
+        return self._start(summary, insert_new(db, "workout_bpm_summary", keys), once, processing_time)
 
     def upsert(self, once: bool = True, processing_time: str = "5 seconds") -> list:
         """Start the gold query (exact in default mode, the course's aggregation in course mode)."""

@@ -34,7 +34,7 @@ from pyspark.sql import DataFrame, functions as F
 from sbit_lib.config import Config
 from sbit_lib.session import get_spark
 from sbit_lib.streaming import start_foreach_batch
-from sbit_lib.upserter import CDCUpserter, Upserter
+from sbit_lib.upserter import CDCUpserter, insert_new
 from sbit_lib.validation import validate_tables
 
 WATERMARK = "30 seconds"
@@ -125,9 +125,7 @@ class Silver:
         df = (self._topic("workout", schema).where("user_id IS NOT NULL AND timestamp IS NOT NULL")
               .selectExpr("user_id", "workout_id", "timestamp_seconds(timestamp) AS time", "action",
                           "session_id"))
-        merge = f"""MERGE INTO {self.db}.workouts a USING workouts_delta b
-                    ON a.user_id = b.user_id AND a.time = b.time WHEN NOT MATCHED THEN INSERT *"""
-        return self._start("workouts", df, Upserter(merge, "workouts_delta", ["user_id", "time"]),
+        return self._start("workouts", df, insert_new(self.db, "workouts", ["user_id", "time"]),
                            "silver_p2", once, processing_time)
 
     def upsert_heart_rate(self, once=True, processing_time="15 seconds"):
@@ -136,9 +134,7 @@ class Silver:
               .where("device_id IS NOT NULL AND time IS NOT NULL")
               .selectExpr("device_id", "timestamp_seconds(time) AS time", "heartrate",
                           "coalesce(heartrate > 0, false) AS valid"))
-        merge = f"""MERGE INTO {self.db}.heart_rate a USING heart_rate_delta b
-                    ON a.device_id = b.device_id AND a.time = b.time WHEN NOT MATCHED THEN INSERT *"""
-        return self._start("heart_rate", df, Upserter(merge, "heart_rate_delta", ["device_id", "time"]),
+        return self._start("heart_rate", df, insert_new(self.db, "heart_rate", ["device_id", "time"]),
                            "silver_p3", once, processing_time)
 
     # ------------------------------------------------------------------ wave 2
@@ -179,11 +175,8 @@ class Silver:
             "user_id = stop_user AND workout_id = stop_workout AND session_id = stop_session "
             "AND end_time < start_time + INTERVAL 3 HOURS"), "inner").select(
             "user_id", "workout_id", "session_id", "start_time", "end_time")
-        merge = f"""MERGE INTO {self.db}.completed_workouts a USING completed_workouts_delta b
-                    ON a.user_id = b.user_id AND a.workout_id = b.workout_id AND a.session_id = b.session_id
-                    WHEN NOT MATCHED THEN INSERT *"""
         keys = ["user_id", "workout_id", "session_id"]
-        return self._start("completed_workouts", joined, Upserter(merge, "completed_workouts_delta", keys),
+        return self._start("completed_workouts", joined, insert_new(self.db, "completed_workouts", keys),
                            "silver_p3", once, processing_time)
 
     # ------------------------------------------------------------------ wave 3

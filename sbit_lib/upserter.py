@@ -51,3 +51,15 @@ class CDCUpserter(Upserter):
             F.col(self.order_by).desc(), F.col(self.tie_breaker).desc())
         return (batch.withColumn("_rank", F.row_number().over(latest))
                 .where("_rank = 1").select(*self.columns))
+
+
+def insert_new(db: str, table: str, keys: list[str]) -> Upserter:
+    """Upserter that inserts the micro-batch rows whose `keys` are not in `db.table` yet.
+
+    ``MERGE ... WHEN NOT MATCHED THEN INSERT *``: the course's rule for every table whose
+    rows never change once written (users aside, which keep the first registration).
+    """
+    view = f"{table}_delta"
+    on = " AND ".join(f"a.{k} = b.{k}" for k in keys)
+    return Upserter(f"MERGE INTO {db}.{table} a USING {view} b ON {on} WHEN NOT MATCHED THEN INSERT *",
+                    view, keys)
