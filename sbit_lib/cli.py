@@ -33,11 +33,10 @@ def _spark(config: Config):
 def cmd_setup(args, config):
     from sbit_lib.setup_helper import SetupHelper
 
-    from sbit_lib.history import HistoryLoader
+    from sbit_lib.run import ensure_setup
 
     spark = _spark(config)
-    SetupHelper(config, spark).setup()            # idempotent: creates only what is missing
-    HistoryLoader(config, spark).load_history()   # idempotent: no new version when loaded
+    ensure_setup(config, spark)                   # creates only what is missing, loads history if empty
     SetupHelper(config, spark).validate()
 
 

@@ -81,6 +81,8 @@ class Silver:
                     WHEN NOT MATCHED THEN INSERT *"""
         writer = CDCUpserter(merge, "users_delta", "user_id", "neg_ts", "neg_device",
                              ["user_id", "device_id", "mac_address", "registration_timestamp"])
+        # CDCUpserter keeps the row that sorts first descending; negating keeps the *earliest*
+        # registration (then the lowest device id) instead of the latest.
         df = df.withColumn("neg_ts", -F.unix_micros("registration_timestamp")).withColumn("neg_device", -F.col("device_id"))
         return self._start("users", df, writer, "silver_p1", once, processing_time)
 
