@@ -4,6 +4,7 @@ Every command takes the configuration options (or the SBIT_* environment variabl
 and prints one clear line and exits non-zero on an error.
 
     sbit setup | clean | produce N | run [--stream] | validate N | sql "SELECT ..." | counts
+    sbit start | status | stop          (the stream job in the background)
     sbit jars | prepare-data | demo
 """
 
@@ -12,9 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
 import sys
-import threading
 
 from sbit_lib.config import Config, ConfigError
 
@@ -41,8 +40,10 @@ def cmd_setup(args, config):
 
 
 def cmd_clean(args, config):
+    from sbit_lib.job import ensure_not_running
     from sbit_lib.setup_helper import SetupHelper
 
+    ensure_not_running(config, "clean up")       # before starting Spark: a quick, clear refusal
     SetupHelper(config, _spark(config)).cleanup()
 
 
@@ -52,30 +53,50 @@ def cmd_produce(args, config):
     Producer(config).produce(args.set)
 
 
-def _wait_for_stop(queries) -> None:
-    """Block until Ctrl-C / SIGTERM, then stop every query (checkpoints stay valid)."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    print(f"Streaming {len(queries)} queries; Ctrl-C or SIGTERM stops them gracefully")
-    try:
-        while not stop.wait(1.0):
-            failed = [q for q in queries if not q.isActive and q.exception() is not None]
-            if failed:
-                raise RuntimeError(f"query {failed[0].name} failed: {root_cause(failed[0].exception())}")
-    finally:
-        for query in queries:   # the others stop cleanly even when one failed
-            query.stop()
-        print("All queries stopped")
-
-
 def cmd_run(args, config):
-    from sbit_lib.run import run
-
-    queries = run(config, once=not args.stream, processing_time=args.processing_time,
-                  spark=_spark(config))
     if args.stream:
-        _wait_for_stop(queries)
+        from sbit_lib.job import run_job
+
+        run_job(config, processing_time=args.processing_time, log=args.log)   # takes the lock, then starts Spark
+    else:
+        from sbit_lib.job import ensure_not_running
+        from sbit_lib.run import run
+
+        ensure_not_running(config, "run the pipeline")
+        run(config, once=True, spark=_spark(config))
+
+
+def cmd_start(args, config):
+    from sbit_lib.job import start_job
+
+    job = start_job(config, processing_time=args.processing_time)
+    print(f"Started the stream job of environment {config.environment!r}: pid {job.pid}, log {job.log_path}")
+    if args.no_wait:
+        return
+    job.wait_running(args.timeout)
+    print(f"Its queries are running. Watch: sbit status --env {config.environment}   "
+          f"Stop: sbit stop --env {config.environment}")
+
+
+def cmd_status(args, config):
+    from sbit_lib.job import format_status, read_status
+
+    status = read_status(config)
+    print(format_status(config, status))
+    if not (status and status["alive"]):
+        return 3        # like `systemctl status`: 3 = not running
+    return 0
+
+
+def cmd_stop(args, config):
+    from sbit_lib.job import read_status, request_stop
+
+    if not request_stop(config, timeout_s=args.timeout):
+        print(f"No stream job is running in environment {config.environment!r}; nothing to stop")
+        return
+    status = read_status(config) or {}
+    print(f"Stream job of environment {config.environment!r} stopped ({status.get('state', '?')}); "
+          "its checkpoints are valid, `sbit start` resumes where it stopped")
 
 
 def cmd_validate(args, config):
@@ -183,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "run the pipeline once (availableNow) or as a stream")
     p.add_argument("--stream", action="store_true", help="keep running with processingTime triggers")
     p.add_argument("--processing-time", default="5 seconds", help='trigger interval, e.g. "1 second"')
+    p.add_argument("--log", help=argparse.SUPPRESS)   # set by `sbit start`: shown by `sbit status`
+    p = add("start", cmd_start, "start the stream job in the background (log in <home>/.jobs/<env>/job.log)")
+    p.add_argument("--processing-time", default="5 seconds", help='trigger interval, e.g. "1 second"')
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for its queries to run")
+    p.add_argument("--no-wait", action="store_true", help="return as soon as the process is started")
+    add("status", cmd_status, "show the stream job: state, each query's last micro-batch, memory "
+        "(exit 3 when none runs)")
+    p = add("stop", cmd_stop, "stop the stream job gracefully and wait until it has stopped")
+    p.add_argument("--timeout", type=float, default=180, help="seconds to wait")
     add("validate", cmd_validate, "check every layer after set N against the expected results").add_argument("set", type=int)
     add("counts", cmd_counts, "print the bronze row counts")
     p = add("sql", cmd_sql, "run a SQL query against this environment's database")
@@ -211,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = _config(args)
-        args.func(args, config)
+        code = args.func(args, config)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -220,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {root_cause(err)}", file=sys.stderr)
         return 2 if isinstance(err, ConfigError) else 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

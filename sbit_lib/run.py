@@ -6,6 +6,7 @@ from sbit_lib.bronze import Bronze
 from sbit_lib.config import Config
 from sbit_lib.gold import Gold
 from sbit_lib.history import HistoryLoader
+from sbit_lib.job import JobLock
 from sbit_lib.session import get_spark
 from sbit_lib.setup_helper import SetupHelper
 from sbit_lib.silver import Silver
@@ -26,9 +27,30 @@ def ensure_setup(config: Config, spark=None) -> bool:
 
 def run(config: Config | None = None, once: bool = True, processing_time: str = "5 seconds",
         spark=None) -> list:
-    """Run the pipeline: batch (``once``, returns when done) or stream (returns the running queries)."""
+    """Run the pipeline: batch (``once``, returns when done) or stream (returns the running queries).
+
+    Either way the run takes the environment's lock first (:mod:`sbit_lib.job`), so a
+    second process cannot run the pipeline on the same checkpoints at the same time. A
+    batch run releases it when it returns; a stream run keeps it until this process
+    exits (or :func:`sbit_lib.job.run_job`, which holds it, stops the queries).
+    """
     config = config or Config.resolve()
     spark = spark or get_spark(config)
+    if not once and JobLock.held_here(config):
+        return _start(config, once, processing_time, spark)
+    lock = JobLock(config, "batch run" if once else "stream run").acquire()
+    lock.record_jvm(spark)
+    try:
+        queries = _start(config, once, processing_time, spark)
+    except BaseException:
+        lock.release()
+        raise
+    if once:
+        lock.release()        # a stream run keeps it while its queries run
+    return queries
+
+
+def _start(config: Config, once: bool, processing_time: str, spark) -> list:
     ensure_setup(config, spark)
     queries = Bronze(config, spark).consume(once=once, processing_time=processing_time)
     queries += Silver(config, spark).upsert(once=once, processing_time=processing_time)

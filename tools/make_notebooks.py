@@ -1,4 +1,4 @@
-"""Write the papermill notebooks 07-run and 08-batch-test from the cell sources below.
+"""Write the papermill notebooks 07-run, 08-batch-test and 09-stream-test from the cell sources below.
 
 The notebooks are committed; this script only keeps their source readable in review
 (`python tools/make_notebooks.py` rewrites them, outputs empty).
@@ -13,6 +13,8 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def notebook(cells) -> nbformat.NotebookNode:
+    for number, cell in enumerate(cells, start=1):
+        cell.id = f"cell-{number:02d}"      # stable ids: regenerating changes nothing that did not change
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -33,8 +35,10 @@ RUN = notebook([
         "* `run_type = \"once\"` — every query uses `trigger(availableNow=True)`: it reads everything "
         "landed so far, in micro-batches, and stops. Each wave finishes before the next starts, "
         "because each reads the tables the previous one writes.\n"
-        "* `run_type = \"stream\"` — every query uses `trigger(processingTime=...)` and keeps running; "
-        "this notebook then returns the running queries (stop them with `q.stop()`).\n\n"
+        "* `run_type = \"stream\"` — every query uses `trigger(processingTime=...)` and keeps running: "
+        "this notebook *is* then the stream job (`sbit_lib.job.run_job`). It holds the environment's "
+        "lock, writes its status (`sbit status`), and runs until `sbit stop --env <environment>` or "
+        "an interrupt, then stops every query between micro-batches.\n\n"
         "On Databricks the parameters are widgets; here they are a papermill `parameters` cell, so "
         "`08-batch-test` can run this notebook with other values, as the course does with "
         "`dbutils.notebook.run`."),
@@ -44,11 +48,15 @@ RUN = notebook([
                'test_data = ""             # "" = SBIT_TEST_DATA or ./test_data\n'
                'as_of = ""                 # "" = SBIT_AS_OF or today'),
     new_code_cell(
-        "from sbit_lib.config import Config\nfrom sbit_lib.run import run\n\n"
+        "from sbit_lib.config import Config\nfrom sbit_lib.job import run_job\nfrom sbit_lib.run import run\n\n"
         "if run_type not in (\"once\", \"stream\"):\n"
         "    raise ValueError(f\"run_type must be 'once' or 'stream', got {run_type!r}\")\n"
         "config = Config.resolve(environment=environment, mode=mode, home=home, test_data=test_data, as_of=as_of)\n"
-        "queries = run(config, once=(run_type == \"once\"), processing_time=processing_time)"),
+        "if run_type == \"once\":\n"
+        "    queries = run(config, once=True)\n"
+        "else:   # blocks until `sbit stop`; the queries are stopped when it returns\n"
+        "    run_job(config, processing_time=processing_time, handle_signals=False)\n"
+        "    queries = []"),
     new_code_cell(
         "# What ran: one line per streaming query, with the rows its last micro-batch read.\n"
         "for q in queries:\n"
@@ -106,9 +114,46 @@ BATCH_TEST = notebook([
         "if not keep_tables:\n    SetupHelper(config, spark).cleanup()"),
 ])
 
+STREAM_TEST = notebook([
+    new_markdown_cell(
+        "# 09 · Stream test\n\n"
+        "The course's `09-stream-test`, locally. On Databricks it creates a *job* that runs `07-run` in "
+        "stream mode, lands a set, sleeps two minutes and validates. Here:\n\n"
+        "* the job is a background process (`sbit run --stream`, started by `sbit_lib.job.start_job`) with "
+        "its log in a file, its status in `status.json` (`sbit status`) and a lock that refuses a second "
+        "job on the same environment;\n"
+        "* instead of sleeping, the test **polls**: after landing set *n* it re-checks the tables whenever "
+        "one of them gets a new Delta version, and goes on as soon as every layer equals the expected "
+        "results — or fails after `timeout_s`, naming the layer and table still behind;\n"
+        "* **freshness** (seconds from landing a set to every layer reflecting it) and the job's memory are "
+        "printed at the end. The course budgets 120 s per set; our target is 20 s."),
+    parameters('environment = "stream_test"\nsets = 2\nprocessing_time = "1 second"\ntimeout_s = 300\n'
+               'mode = "default"          # default | course\nhome = ""\ntest_data = ""'),
+    new_code_cell(
+        "from sbit_lib.config import Config\nfrom sbit_lib.expectations import Expectations\n"
+        "from sbit_lib.job import format_status\nfrom sbit_lib.stream_test import StreamTest\n\n"
+        "# Ages are computed as of the date the expected results were computed for.\n"
+        "as_of = Expectations.load(Config.resolve(test_data=test_data).test_data).as_of.isoformat()\n"
+        "config = Config.resolve(environment=environment, mode=mode, home=home, test_data=test_data, as_of=as_of)\n"
+        "test = StreamTest(config, processing_time=processing_time, timeout_s=timeout_s)\n"
+        "print(f\"Stream test of {config.db_name}, mode {config.mode}, sets 1..{sets}\")"),
+    new_markdown_cell("## Clean the environment and start the job\n\n"
+                      "The job sets the environment up (tables, view, history) before it starts its queries; "
+                      "`start` waits for its status to say *running*, then we check what it created."),
+    new_code_cell("test.start()\ntest.validate_setup()"),
+    new_markdown_cell("## Feed the sets\n\nEach set is landed atomically by the producer; the running "
+                      "queries pick it up at their next trigger."),
+    new_code_cell("for n in range(1, sets + 1):\n    test.feed(n)"),
+    new_markdown_cell("## Stop the job\n\nA stop request: every query stops between micro-batches, the "
+                      "process exits 0, the checkpoints stay valid for the next start."),
+    new_code_cell("final = test.stop()\nprint(format_status(config, final).split(chr(10))[0])"),
+    new_code_cell("print(test.summary())"),
+])
+
 
 if __name__ == "__main__":
     NOTEBOOKS.mkdir(exist_ok=True)
     nbformat.write(RUN, NOTEBOOKS / "07-run.ipynb")
     nbformat.write(BATCH_TEST, NOTEBOOKS / "08-batch-test.ipynb")
-    print("wrote", NOTEBOOKS / "07-run.ipynb", NOTEBOOKS / "08-batch-test.ipynb")
+    nbformat.write(STREAM_TEST, NOTEBOOKS / "09-stream-test.ipynb")
+    print("wrote 07-run, 08-batch-test and 09-stream-test in", NOTEBOOKS)

@@ -1,0 +1,489 @@
+"""The stream job: the pipeline in stream mode as a long-running process you can watch and stop.
+
+On Databricks the course's 09-stream-test creates a *job* that runs 07-run in stream
+mode. Locally a job is a process (``sbit run --stream``, ``sbit start`` in the
+background, or ``07-run`` with ``run_type="stream"``) with three companions, all in
+``<SBIT_HOME>/.jobs/<environment>/``:
+
+* ``lock`` — an exclusive ``flock`` taken by any run of the pipeline (batch or
+  stream). A second run on the same environment is refused with a message naming
+  the first; the kernel drops the lock when the process dies, even by SIGKILL. Spark
+  runs in a child JVM that may outlive a killed Python process for a moment, still
+  committing; the lock file records the JVM's pid and a new run waits for it to exit.
+* ``status.json`` — rewritten every second by the job: state, each query's last
+  micro-batch (id, time, rows, rows per second, duration, state-store rows) from
+  ``StreamingQuery.lastProgress``, and the process's memory. ``sbit status`` prints it.
+* ``stop`` — a stop request: ``sbit stop`` creates it, the job stops every query
+  (checkpoints stay valid), writes its final status and exits 0. SIGTERM and SIGINT
+  do the same.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sbit_lib.config import Config
+
+STATUS_INTERVAL_S = 1.0
+_HELD: dict[Path, "JobLock"] = {}   # locks this process holds, by path (re-entrant within a process)
+
+
+class JobLockedError(RuntimeError):
+    """Another process is running the pipeline on this environment."""
+
+
+def job_dir(config: Config) -> Path:
+    """Where the lock, status, stop request and log of `config`'s environment live."""
+    return config.home / ".jobs" / config.environment
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (to tell a pid from a recycled one), None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int | None, start: str | None = None) -> bool:
+    if not pid:
+        return False
+    if Path("/proc").is_dir():
+        current = _process_start(pid)
+        return current is not None and (start is None or current == start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write `data` so that a reader never sees half a file (temporary file, then rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+class JobLock:
+    """The per-environment run lock (see the module docstring)."""
+
+    def __init__(self, config: Config, kind: str):
+        self.config = config
+        self.kind = kind
+        self.path = job_dir(config) / "lock"
+        self._fd: int | None = None
+        self._depth = 0
+
+    # -- reading the holder ------------------------------------------------------------
+    @staticmethod
+    def holder(config: Config) -> dict | None:
+        """Return the holder's record if another process holds the lock, else None."""
+        path = job_dir(config) / "lock"
+        if not path.exists() or path in _HELD:
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return JobLock._record(path) or {"pid": "?", "kind": "run"}
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def held_here(config: Config) -> bool:
+        """True if this process holds `config`'s lock."""
+        return job_dir(config) / "lock" in _HELD
+
+    @staticmethod
+    def _record(path: Path) -> dict:
+        try:
+            return json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    @staticmethod
+    def describe(record: dict) -> str:
+        return f"a {record.get('kind', 'run')} (pid {record.get('pid', '?')}, started {record.get('started', '?')})"
+
+    # -- taking and releasing it ---------------------------------------------------------
+    def acquire(self, jvm_wait_s: float = 120.0) -> "JobLock":
+        held = _HELD.get(self.path)
+        if held is not None:            # this process already runs the pipeline here
+            held._depth += 1
+            return held
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            record = self._record(self.path)
+            raise JobLockedError(
+                f"environment {self.config.environment!r} is in use by {self.describe(record)}; "
+                f"stop it first (`sbit stop --env {self.config.environment}`) or use another environment "
+                "(--env): two runs on one environment would share its checkpoints") from None
+        previous = self._record(self.path)
+        self._fd = fd
+        self._depth = 1
+        _HELD[self.path] = self
+        try:
+            self._wait_for_previous_jvm(previous, jvm_wait_s)
+        except BaseException:
+            self.release()
+            raise
+        self._write({"pid": os.getpid(), "kind": self.kind, "started": _now(),
+                     "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]) or "python"})
+        return self
+
+    def _wait_for_previous_jvm(self, previous: dict, timeout_s: float) -> None:
+        """A killed run's JVM may still be finishing a commit: wait until it has exited."""
+        jvm, start = previous.get("jvm_pid"), previous.get("jvm_start")
+        deadline = time.monotonic() + timeout_s
+        while _alive(jvm, start):
+            if time.monotonic() > deadline:
+                raise JobLockedError(
+                    f"the Spark JVM (pid {jvm}) of an earlier run on environment "
+                    f"{self.config.environment!r} is still running {timeout_s:.0f} s after its "
+                    f"Python process ended; stop it (kill {jvm}) and start again")
+            time.sleep(0.2)
+
+    def _write(self, record: dict) -> None:
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(record).encode(), 0)
+
+    def record_jvm(self, spark) -> None:
+        """Note the pid of this run's Spark JVM, for the next run to wait on if we are killed."""
+        if self._fd is None:
+            return
+        try:
+            pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+        except Exception:   # not a local py4j JVM (e.g. Spark Connect): nothing to wait for
+            return
+        if pid == os.getpid():
+            return
+        record = self._record(self.path)
+        record.update(jvm_pid=pid, jvm_start=_process_start(pid))
+        self._write(record)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        _HELD.pop(self.path, None)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "JobLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def ensure_not_running(config: Config, action: str) -> None:
+    """Raise JobLockedError if another process runs the pipeline on `config`'s environment."""
+    record = JobLock.holder(config)
+    if record is not None:
+        raise JobLockedError(
+            f"cannot {action}: environment {config.environment!r} is in use by {JobLock.describe(record)}; "
+            f"stop it first (`sbit stop --env {config.environment}`)")
+
+
+# ---------------------------------------------------------------------------- status
+def _rss_mb(pid: int) -> tuple[float | None, float | None]:
+    """Current and peak resident memory (MiB) of `pid` from /proc (None where unavailable)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        return None, None
+
+
+def memory(jvm_pid: int | None) -> dict:
+    """Resident memory of this process and its Spark JVM, current and peak, in MiB."""
+    py_now, py_peak = _rss_mb(os.getpid())
+    jvm_now, jvm_peak = _rss_mb(jvm_pid) if jvm_pid else (None, None)
+    if py_now is None:   # no /proc (macOS): the peak of this process from getrusage
+        import resource
+
+        py_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    total = lambda a, b: None if a is None and b is None else round((a or 0) + (b or 0), 1)  # noqa: E731
+    return {"rss_mb": total(py_now, jvm_now), "peak_rss_mb": total(py_peak, jvm_peak),
+            "python_peak_mb": py_peak and round(py_peak, 1), "jvm_peak_mb": jvm_peak and round(jvm_peak, 1)}
+
+
+def query_status(query, last_data: dict) -> dict:
+    """One query's line of the status: from lastProgress, plus its last micro-batch that read rows."""
+    progress = query.lastProgress or {}
+    if progress.get("numInputRows"):
+        last_data[query.name] = progress
+    data = last_data.get(query.name, {})
+    state = progress.get("stateOperators") or []
+    return {
+        "name": query.name,
+        "active": query.isActive,
+        "batch_id": progress.get("batchId"),
+        "last_progress": progress.get("timestamp"),
+        "last_data_batch": data.get("batchId"),
+        "last_data_time": data.get("timestamp"),
+        "last_data_rows": data.get("numInputRows", 0),
+        "last_data_ms": (data.get("durationMs") or {}).get("triggerExecution"),
+        "input_rows_per_s": round(progress.get("inputRowsPerSecond") or 0.0, 1),
+        "processed_rows_per_s": round(progress.get("processedRowsPerSecond") or 0.0, 1),
+        "state_rows": sum(op.get("numRowsTotal", 0) for op in state) if state else None,
+    }
+
+
+def read_status(config: Config) -> dict | None:
+    """The last status the environment's job wrote (None if it never ran), with ``alive`` added."""
+    path = job_dir(config) / "status.json"
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    status["alive"] = JobLock.holder(config) is not None and _alive(status.get("pid"))
+    return status
+
+
+def format_status(config: Config, status: dict | None) -> str:
+    """The text `sbit status` prints."""
+    if status is None:
+        return f"No stream job has run in environment {config.environment!r} (nothing in {job_dir(config)})."
+    state = status["state"] if status["alive"] else (
+        status["state"] if status["state"] in ("stopped", "failed") else f"dead (last state {status['state']})")
+    mem = status.get("memory") or {}
+    lines = [
+        f"Stream job of environment {config.environment!r}: {state}",
+        f"  pid {status.get('pid')}, started {status.get('started')}, status written {status.get('updated')}",
+        f"  trigger every {status.get('processing_time')}, mode {status.get('mode')}, "
+        f"memory {mem.get('rss_mb')} MiB resident (peak {mem.get('peak_rss_mb')} MiB)",
+        f"  log: {status.get('log') or '(not captured)'}",
+    ]
+    if status.get("error"):
+        lines.append(f"  error: {status['error']}")
+    if status.get("queries"):
+        lines.append(f"  {'query':38} {'active':6} {'batch':>5} {'last data batch (UTC)':24} "
+                     f"{'rows':>8} {'ms':>6} {'in rows/s':>10} {'done rows/s':>11} {'state':>6}")
+        for q in status["queries"]:
+            when = (q.get("last_data_time") or "-")[:23].replace("T", " ")
+            state_rows = "-" if q.get("state_rows") is None else q["state_rows"]
+            lines.append(f"  {q['name']:38} {str(q['active']):6} {q['batch_id'] if q['batch_id'] is not None else '-':>5} "
+                         f"{when:24} {q['last_data_rows']:>8,} {q.get('last_data_ms') or '-':>6} "
+                         f"{q['input_rows_per_s']:>10,.1f} {q['processed_rows_per_s']:>11,.1f} {state_rows:>6}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the job
+def run_job(config: Config, processing_time: str = "5 seconds", spark=None,
+            handle_signals: bool = True, log: str | None = None) -> None:
+    """Run the pipeline in stream mode until a stop request, SIGTERM/SIGINT or a query failure.
+
+    Blocks. On any way out every query is stopped (its checkpoint stays valid), the
+    final status is written and the lock released; a failed query raises RuntimeError.
+    """
+    from sbit_lib.run import run
+    from sbit_lib.session import get_spark
+
+    folder = job_dir(config)
+    stop_file, status_file = folder / "stop", folder / "status.json"
+    with JobLock(config, "stream job") as lock:
+        stop_file.unlink(missing_ok=True)
+        status = {"environment": config.environment, "pid": os.getpid(), "state": "starting",
+                  "started": _now(), "processing_time": processing_time, "mode": config.mode,
+                  "log": log, "error": None, "queries": [], "memory": memory(None)}
+
+        def write(state: str | None = None) -> None:
+            if state:
+                status["state"] = state
+            status["updated"] = _now()
+            _write_json(status_file, status)
+
+        write()
+        stop = threading.Event()
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+        queries: list = []
+        last_data: dict = {}
+        jvm_pid = None
+        try:
+            spark = spark or get_spark(config)
+            lock.record_jvm(spark)
+            jvm_pid = JobLock._record(lock.path).get("jvm_pid")
+            queries = run(config, once=False, processing_time=processing_time, spark=spark)
+            print(f"Streaming {len(queries)} queries every {processing_time}; stop with "
+                  f"`sbit stop --env {config.environment}`, Ctrl-C or SIGTERM", flush=True)
+            write("running")
+            while not stop.is_set():
+                if stop_file.exists():
+                    print("Stop requested", flush=True)
+                    break
+                failed = [q for q in queries if not q.isActive]
+                if failed:
+                    from sbit_lib.cli import root_cause
+
+                    err = failed[0].exception()
+                    raise RuntimeError(f"query {failed[0].name} "
+                                       + (f"failed: {root_cause(err)}" if err else "stopped unexpectedly"))
+                status["queries"] = [query_status(q, last_data) for q in queries]
+                status["memory"] = memory(jvm_pid)
+                write()
+                stop.wait(STATUS_INTERVAL_S)
+        except KeyboardInterrupt:     # Ctrl-C / interrupting the notebook: a normal stop
+            print("Interrupted", flush=True)
+        except BaseException as err:
+            status["error"] = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise
+        finally:
+            write("stopping")
+            stop_queries(queries)
+            status["queries"] = [query_status(q, last_data) for q in queries]
+            status["memory"] = memory(jvm_pid)
+            write("failed" if status["error"] else "stopped")
+            stop_file.unlink(missing_ok=True)
+            print("All queries stopped", flush=True)
+
+
+def stop_queries(queries, drain_s: float = 60.0) -> None:
+    """Stop every query, each between two micro-batches where it can (waiting up to `drain_s` in all).
+
+    Stopping a query in the middle of its foreachBatch interrupts the Python function;
+    that is safe (the batch is not committed and runs again on restart) but Spark then
+    logs a long error. Waiting for the running micro-batch avoids both.
+    """
+    deadline = time.monotonic() + drain_s
+    for query in queries:
+        while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        query.stop()
+
+
+# ---------------------------------------------------------------------------- a job process
+def _cli_args(config: Config) -> list[str]:
+    args = ["--env", config.environment, "--home", str(config.home), "--test-data", str(config.test_data),
+            "--mode", config.mode, "--spark-master", config.spark_master]
+    if config.as_of:
+        args += ["--as-of", config.as_of.isoformat()]
+    return args
+
+
+@dataclass
+class JobProcess:
+    """A stream job started in the background by :func:`start_job`."""
+
+    config: Config
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def status(self) -> dict | None:
+        return read_status(self.config)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def wait_running(self, timeout_s: float = 300.0) -> dict:
+        """Poll until the job's queries run; raise with the log's tail if it dies or times out."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status and status.get("pid") == self.pid and status["state"] == "running":
+                return status
+            if not self.alive():
+                raise RuntimeError(f"the stream job exited with code {self.process.returncode} before its "
+                                   f"queries ran; the end of its log {self.log_path}:\n{self.log_tail()}")
+            time.sleep(0.25)
+        raise TimeoutError(f"the stream job did not start its queries within {timeout_s:.0f} s; "
+                           f"log {self.log_path}:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 180.0) -> int:
+        """Ask the job to stop (stop request), wait for it to exit, return its exit code."""
+        if self.alive():
+            (job_dir(self.config) / "stop").touch()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.terminate()
+                self.process.wait(timeout=60)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no query is stopped, nothing is flushed."""
+        self.process.kill()
+        self.process.wait(timeout=60)
+
+
+def start_job(config: Config, processing_time: str = "5 seconds", log_path: Path | None = None,
+              stop_at_exit: bool = False) -> JobProcess:
+    """Start ``sbit run --stream`` for `config` as a background process; its output goes to `log_path`.
+
+    The job runs in its own session, so Ctrl-C in the caller does not reach it; with
+    `stop_at_exit` it is asked to stop when the calling Python process exits (a notebook
+    kernel that fails part-way does not leave a job behind).
+    """
+    ensure_not_running(config, "start a stream job")
+    log_path = Path(log_path or job_dir(config) / "job.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "sbit_lib.cli", "run", "--stream", "--processing-time", processing_time,
+               "--log", str(log_path), *_cli_args(config)]
+    with log_path.open("ab") as log:
+        log.write(f"--- {_now()} {' '.join(command)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    job = JobProcess(config, process, log_path)
+    if stop_at_exit:
+        atexit.register(job.stop)
+    return job
+
+
+def request_stop(config: Config, timeout_s: float = 180.0) -> bool:
+    """Ask the environment's job to stop and wait until it has; False if none was running."""
+    record = JobLock.holder(config)
+    if record is None:
+        return False
+    if record.get("kind") != "stream job":
+        raise JobLockedError(f"environment {config.environment!r} is in use by {JobLock.describe(record)}, "
+                             "which stops by itself when it has read everything landed")
+    (job_dir(config) / "stop").touch()
+    deadline = time.monotonic() + timeout_s
+    while JobLock.holder(config) is not None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the stream job (pid {record.get('pid')}) did not stop within {timeout_s:.0f} s; "
+                               f"`kill {record.get('pid')}` sends SIGTERM, which stops it the same way")
+        time.sleep(0.25)
+    return True
