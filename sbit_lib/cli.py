@@ -245,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:         # `sbit status | head`: the reader has gone, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:  # one clear line, not a Py4J trace (SBIT_DEBUG=1 shows it)
         if os.environ.get("SBIT_DEBUG"):
             raise

@@ -157,7 +157,13 @@ class JobLock:
         return self
 
     def _wait_for_previous_jvm(self, previous: dict, timeout_s: float) -> None:
-        """A killed run's JVM may still be finishing a commit: wait until it has exited."""
+        """A killed run's JVM may still be finishing a commit: wait until it has exited.
+
+        Only a holder that died without releasing the lock leaves such a JVM; one that
+        released it (and may still be alive, idle) has nothing in flight.
+        """
+        if previous.get("released") or _alive(previous.get("pid")):
+            return
         jvm, start = previous.get("jvm_pid"), previous.get("jvm_start")
         deadline = time.monotonic() + timeout_s
         while _alive(jvm, start):
@@ -193,6 +199,9 @@ class JobLock:
         if self._depth > 0:
             return
         _HELD.pop(self.path, None)
+        record = self._record(self.path)
+        record["released"] = _now()
+        self._write(record)
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
@@ -237,9 +246,22 @@ def memory(jvm_pid: int | None) -> dict:
             "python_peak_mb": py_peak and round(py_peak, 1), "jvm_peak_mb": jvm_peak and round(jvm_peak, 1)}
 
 
+def log_batches(queries, seen: dict) -> None:
+    """Print one line per micro-batch that read rows since the last call (the job's log)."""
+    for query in queries:
+        for progress in query.recentProgress:
+            key = (progress["batchId"], progress["timestamp"])
+            if progress.get("numInputRows") and key > seen.get(query.name, (-1, "")):
+                seen[query.name] = key
+                print(f"{progress['timestamp'][11:23]} {query.name:38} batch {progress['batchId']:>4} "
+                      f"{progress['numInputRows']:>9,} rows {progress['durationMs'].get('triggerExecution', 0):>7,} ms",
+                      flush=True)
+
+
 def query_status(query, last_data: dict) -> dict:
     """One query's line of the status: from lastProgress, plus its last micro-batch that read rows."""
     progress = query.lastProgress or {}
+    now = query.status or {}
     if progress.get("numInputRows"):
         last_data[query.name] = progress
     data = last_data.get(query.name, {})
@@ -247,6 +269,8 @@ def query_status(query, last_data: dict) -> dict:
     return {
         "name": query.name,
         "active": query.isActive,
+        "busy": bool(now.get("isTriggerActive")),
+        "message": now.get("message"),          # e.g. "Waiting for data to arrive"
         "batch_id": progress.get("batchId"),
         "last_progress": progress.get("timestamp"),
         "last_data_batch": data.get("batchId"),
@@ -287,12 +311,14 @@ def format_status(config: Config, status: dict | None) -> str:
     if status.get("error"):
         lines.append(f"  error: {status['error']}")
     if status.get("queries"):
-        lines.append(f"  {'query':38} {'active':6} {'batch':>5} {'last data batch (UTC)':24} "
+        lines.append(f"  {'query':38} {'active':6} {'now':4} {'batch':>5} {'last data batch (UTC)':24} "
                      f"{'rows':>8} {'ms':>6} {'in rows/s':>10} {'done rows/s':>11} {'state':>6}")
         for q in status["queries"]:
             when = (q.get("last_data_time") or "-")[:23].replace("T", " ")
             state_rows = "-" if q.get("state_rows") is None else q["state_rows"]
-            lines.append(f"  {q['name']:38} {str(q['active']):6} {q['batch_id'] if q['batch_id'] is not None else '-':>5} "
+            now = "busy" if q.get("busy") else "idle"
+            lines.append(f"  {q['name']:38} {str(q['active']):6} {now:4} "
+                         f"{q['batch_id'] if q['batch_id'] is not None else '-':>5} "
                          f"{when:24} {q['last_data_rows']:>8,} {q.get('last_data_ms') or '-':>6} "
                          f"{q['input_rows_per_s']:>10,.1f} {q['processed_rows_per_s']:>11,.1f} {state_rows:>6}")
     return "\n".join(lines)
@@ -308,7 +334,9 @@ def run_job(config: Config, processing_time: str = "5 seconds", spark=None,
     """
     from sbit_lib.run import run
     from sbit_lib.session import get_spark
+    from sbit_lib.streaming import check_processing_time
 
+    processing_time = check_processing_time(processing_time)
     folder = job_dir(config)
     stop_file, status_file = folder / "stop", folder / "status.json"
     with JobLock(config, "stream job") as lock:
@@ -330,6 +358,7 @@ def run_job(config: Config, processing_time: str = "5 seconds", spark=None,
                 signal.signal(sig, lambda *_: stop.set())
         queries: list = []
         last_data: dict = {}
+        logged: dict = {}
         jvm_pid = None
         try:
             spark = spark or get_spark(config)
@@ -338,6 +367,7 @@ def run_job(config: Config, processing_time: str = "5 seconds", spark=None,
             queries = run(config, once=False, processing_time=processing_time, spark=spark)
             print(f"Streaming {len(queries)} queries every {processing_time}; stop with "
                   f"`sbit stop --env {config.environment}`, Ctrl-C or SIGTERM", flush=True)
+            status["queries"] = [query_status(q, last_data) for q in queries]
             write("running")
             while not stop.is_set():
                 if stop_file.exists():
@@ -353,6 +383,7 @@ def run_job(config: Config, processing_time: str = "5 seconds", spark=None,
                 status["queries"] = [query_status(q, last_data) for q in queries]
                 status["memory"] = memory(jvm_pid)
                 write()
+                log_batches(queries, logged)
                 stop.wait(STATUS_INTERVAL_S)
         except KeyboardInterrupt:     # Ctrl-C / interrupting the notebook: a normal stop
             print("Interrupted", flush=True)
@@ -455,6 +486,9 @@ def start_job(config: Config, processing_time: str = "5 seconds", log_path: Path
     `stop_at_exit` it is asked to stop when the calling Python process exits (a notebook
     kernel that fails part-way does not leave a job behind).
     """
+    from sbit_lib.streaming import check_processing_time
+
+    processing_time = check_processing_time(processing_time)
     ensure_not_running(config, "start a stream job")
     log_path = Path(log_path or job_dir(config) / "job.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)

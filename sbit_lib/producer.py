@@ -99,7 +99,10 @@ class Producer:
         """Copy set n's files into the landing zone; return the files newly landed."""
         print(f"Producing set {n} into {self.config.landing_zone} ...")
         landed = []
-        for source, path in self.files(n):
+        # The big heart-rate file lands last: bronze reads one file per micro-batch in
+        # landing order, so the small files (profiles, workouts) reach silver first and
+        # the heart-rate readings meet workouts that are already complete.
+        for source, path in sorted(self.files(n), key=lambda item: item[0].topic == "bpm"):
             dest = self.config.landing_zone / source.target / path.name
             if atomic_copy(path, dest):
                 landed.append(dest)

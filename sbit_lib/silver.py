@@ -136,8 +136,8 @@ class Silver:
               .where("device_id IS NOT NULL AND time IS NOT NULL")
               .selectExpr("device_id", "timestamp_seconds(time) AS time", "heartrate",
                           "coalesce(heartrate > 0, false) AS valid"))
-        return self._start("heart_rate", df, insert_new(self.db, "heart_rate", ["device_id", "time"]),
-                           "silver_p3", once, processing_time)
+        writer = insert_new(self.db, "heart_rate", ["device_id", "time"], prune_on="time")
+        return self._start("heart_rate", df, writer, "silver_p3", once, processing_time)
 
     # ------------------------------------------------------------------ wave 2
     def upsert_user_bins(self, once=True, processing_time="15 seconds"):
@@ -183,49 +183,64 @@ class Silver:
 
     # ------------------------------------------------------------------ wave 3
     def upsert_workout_bpm(self, once=True, processing_time="15 seconds"):
-        """workout_bpm: valid readings inside (start_time, end_time] of a completed workout of the device."""
+        """workout_bpm: valid readings inside (start_time, end_time] of a completed workout of the device.
+
+        One query reads two streams: new readings (from heart_rate) and new completed
+        workouts. A new reading is matched against the completed workouts; a new workout
+        against the readings already stored, read only within its time range (Delta
+        skips the heart_rate files outside it). Either may arrive first.
+        """
         readings = (self._stream("heart_rate").where("valid")
-                    .selectExpr("device_id", "time", "CAST(NULL AS INT) AS user_id",
+                    .selectExpr("device_id", "time", "heartrate", "CAST(NULL AS INT) AS user_id",
                                 "CAST(NULL AS INT) AS workout_id", "CAST(NULL AS INT) AS session_id"))
         workouts = self._stream("completed_workouts").selectExpr(
-            "CAST(NULL AS BIGINT) AS device_id", "CAST(NULL AS TIMESTAMP) AS time", "user_id",
-            "workout_id", "session_id")
+            "CAST(NULL AS BIGINT) AS device_id", "CAST(NULL AS TIMESTAMP) AS time", "CAST(NULL AS DOUBLE) AS heartrate",
+            "user_id", "workout_id", "session_id")
         db = self.db
+        workouts_of_devices = f"""(SELECT c.*, u.device_id FROM {db}.completed_workouts c
+                                   JOIN {db}.users u ON c.user_id = u.user_id)"""
+        columns = "w.user_id, w.workout_id, w.session_id, w.start_time, w.end_time"
 
         def recompute(batch: DataFrame, batch_id: int) -> None:
             session = batch.sparkSession
             batch.persist()
+            touched = None
             try:
                 batch.where("device_id IS NOT NULL").createOrReplaceTempView("new_readings")
-                batch.where("user_id IS NOT NULL").createOrReplaceTempView("new_workouts")
+                batch.where("user_id IS NOT NULL").select("user_id", "workout_id", "session_id").distinct() \
+                    .createOrReplaceTempView("new_workouts")
+                touched = session.sql(f"""SELECT w.* FROM {workouts_of_devices} w JOIN new_workouts n
+                                          ON w.user_id = n.user_id AND w.workout_id = n.workout_id
+                                         AND w.session_id = n.session_id""").persist()
+                touched.createOrReplaceTempView("touched_workouts")
+                bounds = session.sql("""
+                    SELECT min(lo) AS lo, max(hi) AS hi FROM (
+                      SELECT min(unix_micros(time)) AS lo, max(unix_micros(time)) AS hi FROM new_readings
+                      UNION ALL
+                      SELECT min(unix_micros(start_time)), max(unix_micros(end_time)) FROM touched_workouts)""").first()
+                if bounds["lo"] is None:
+                    return
+                span = f"timestamp_micros({bounds['lo']}) AND timestamp_micros({bounds['hi']})"
                 session.sql(f"""
                     MERGE INTO {db}.workout_bpm a
                     USING (
                       SELECT DISTINCT * FROM (
-                        SELECT w.user_id, w.workout_id, w.session_id, w.start_time, w.end_time, h.time, h.heartrate
-                        FROM {db}.heart_rate h
-                        JOIN (SELECT DISTINCT device_id, time FROM new_readings) r
-                          ON h.device_id = r.device_id AND h.time = r.time
-                        JOIN (SELECT c.*, u.device_id FROM {db}.completed_workouts c
-                              JOIN {db}.users u ON c.user_id = u.user_id) w
-                          ON h.device_id = w.device_id AND h.time > w.start_time AND h.time <= w.end_time
-                         AND w.end_time < h.time + INTERVAL 3 HOURS
-                        WHERE h.valid
+                        SELECT {columns}, r.time, r.heartrate
+                        FROM new_readings r JOIN {workouts_of_devices} w
+                          ON r.device_id = w.device_id AND r.time > w.start_time AND r.time <= w.end_time
+                         AND w.end_time < r.time + INTERVAL 3 HOURS
                         UNION ALL
-                        SELECT w.user_id, w.workout_id, w.session_id, w.start_time, w.end_time, h.time, h.heartrate
-                        FROM (SELECT c.*, u.device_id FROM {db}.completed_workouts c
-                              JOIN {db}.users u ON c.user_id = u.user_id
-                              JOIN (SELECT DISTINCT user_id, workout_id, session_id FROM new_workouts) n
-                                ON c.user_id = n.user_id AND c.workout_id = n.workout_id
-                               AND c.session_id = n.session_id) w
-                        JOIN {db}.heart_rate h
+                        SELECT {columns}, h.time, h.heartrate
+                        FROM touched_workouts w JOIN {db}.heart_rate h
                           ON h.device_id = w.device_id AND h.time > w.start_time AND h.time <= w.end_time
                          AND w.end_time < h.time + INTERVAL 3 HOURS
-                        WHERE h.valid)) b
+                        WHERE h.valid AND h.time BETWEEN {span})) b
                     ON a.user_id = b.user_id AND a.workout_id = b.workout_id
-                       AND a.session_id = b.session_id AND a.time = b.time
+                       AND a.session_id = b.session_id AND a.time = b.time AND a.time BETWEEN {span}
                     WHEN NOT MATCHED THEN INSERT *""")
             finally:
+                if touched is not None:
+                    touched.unpersist()
                 batch.unpersist()
 
         return self._start("workout_bpm", readings.unionByName(workouts), recompute, "silver_p2",

@@ -19,18 +19,35 @@ class Upserter:
     the same time never see each other's batches.
     """
 
-    def __init__(self, merge_sql: str, view: str, keys: list[str] | None = None):
+    def __init__(self, merge_sql: str, view: str, keys: list[str] | None = None, prune_on: str | None = None):
         self.merge_sql = merge_sql
         self.view = view
         self.keys = keys
+        self.prune_on = prune_on
 
     def prepare(self, batch: DataFrame) -> DataFrame:
         """Return the rows to merge: one per key."""
         return batch.dropDuplicates(self.keys) if self.keys else batch
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        self.prepare(batch).createOrReplaceTempView(self.view)
-        batch.sparkSession.sql(self.merge_sql)
+        rows = self.prepare(batch)
+        if not self.prune_on:
+            rows.createOrReplaceTempView(self.view)
+            batch.sparkSession.sql(self.merge_sql.replace("{prune}", ""))
+            return
+        # A MERGE reads every target file that may hold a matching key. Telling it the
+        # micro-batch's time range lets Delta skip the files outside it (min/max stats),
+        # so the cost of a batch does not grow with the history already stored.
+        rows = rows.persist()
+        try:
+            low, high = rows.agg(F.min(F.unix_micros(self.prune_on)), F.max(F.unix_micros(self.prune_on))).first()
+            if low is None:
+                return             # nothing with a time: nothing to insert
+            rows.createOrReplaceTempView(self.view)
+            batch.sparkSession.sql(self.merge_sql.replace(
+                "{prune}", f" AND a.{self.prune_on} BETWEEN timestamp_micros({low}) AND timestamp_micros({high})"))
+        finally:
+            rows.unpersist()
 
 
 class CDCUpserter(Upserter):
@@ -53,13 +70,15 @@ class CDCUpserter(Upserter):
                 .where("_rank = 1").select(*self.columns))
 
 
-def insert_new(db: str, table: str, keys: list[str]) -> Upserter:
+def insert_new(db: str, table: str, keys: list[str], prune_on: str | None = None) -> Upserter:
     """Upserter that inserts the micro-batch rows whose `keys` are not in `db.table` yet.
 
     ``MERGE ... WHEN NOT MATCHED THEN INSERT *``: the course's rule for every table whose
     rows never change once written (users aside, which keep the first registration).
+    `prune_on`, a timestamp key, limits the target files the MERGE reads to the batch's
+    time range.
     """
     view = f"{table}_delta"
     on = " AND ".join(f"a.{k} = b.{k}" for k in keys)
-    return Upserter(f"MERGE INTO {db}.{table} a USING {view} b ON {on} WHEN NOT MATCHED THEN INSERT *",
-                    view, keys)
+    return Upserter(f"MERGE INTO {db}.{table} a USING {view} b ON {on}{{prune}} WHEN NOT MATCHED THEN INSERT *",
+                    view, keys, prune_on)

@@ -1,5 +1,5 @@
 """One Spark session for the whole test run (UI off, few partitions), real Delta tables
-under a temporary SBIT_HOME, and the project's prepared test data."""
+under the temporary SBIT_HOME the root conftest.py sets, and the project's prepared test data."""
 
 from __future__ import annotations
 
@@ -9,21 +9,15 @@ from pathlib import Path
 
 import pytest
 
-os.environ["SBIT_SPARK_UI"] = "false"
-os.environ.pop("SBIT_ENV", None)
-os.environ.pop("SBIT_MODE", None)
-
 from sbit_lib.config import PROJECT_ROOT, Config  # noqa: E402
 
 TEST_DATA = PROJECT_ROOT / "test_data"
 
 
 @pytest.fixture(scope="session")
-def lakehouse_home(tmp_path_factory) -> Path:
-    """A fresh SBIT_HOME for this test run."""
-    home = tmp_path_factory.mktemp("lakehouse")
-    os.environ["SBIT_HOME"] = str(home)
-    return home
+def lakehouse_home() -> Path:
+    """This test run's fresh SBIT_HOME (made by the root conftest.py)."""
+    return Path(os.environ["SBIT_HOME"])
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ def test_set_1_lands_every_source_in_its_folder(producer):
         "registered_users_bz/1-registered_users_1.csv",
     ]
     assert not list(zone.rglob(".*"))                     # no temporary file left behind
+    assert landed[-1].name == "3-bpm_1.json"             # the big file last: small ones reach silver first
     assert producer.landed_counts() == {
         "registered_users_bz": 5, "gym_logins_bz": 8,
         "kafka_multiplex_bz": {"user_info": 7, "workout": 16, "bpm": 253_801},

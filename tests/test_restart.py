@@ -1,12 +1,17 @@
-"""Kill `sbit run` hard in the middle of the silver MERGE waves, run it again, and every
-table equals the reference: nothing lost, nothing duplicated."""
+"""Kill the pipeline hard (SIGKILL) part-way, run it again, and every table equals the
+reference: nothing lost, nothing duplicated. Once for a batch run (during the silver
+MERGE waves), once for the stream job (during bronze's heart-rate ingestion, then
+during silver's heart_rate MERGE)."""
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sbit_lib.config import Config
 from sbit_lib.producer import Producer
+from sbit_lib.stream_test import StreamTest
 from tests.conftest import sbit_cli, wait_for
 
 
@@ -31,3 +36,89 @@ def test_a_run_killed_part_way_and_run_again_gives_the_reference_tables(lakehous
     check = sbit_cli("validate", "1", *args, timeout=900)
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
     assert "Gold layer validation completed" in check.stdout
+
+
+# ------------------------------------------------------------------ the stream job, killed twice
+def _planned(checkpoint: Path) -> list[int]:
+    """Micro-batches whose offsets are logged (planned) but not committed yet."""
+    try:
+        offsets = [int(p.name) for p in (checkpoint / "offsets").iterdir() if p.name.isdigit()]
+    except FileNotFoundError:
+        return []
+    return sorted(k for k in offsets if not (checkpoint / "commits" / str(k)).exists())
+
+
+def _wait_for_planned(checkpoint: Path, wanted, timeout_s: float, what: str) -> int:
+    """Poll (20 ms) for a planned, uncommitted micro-batch satisfying `wanted(batch)`; return its id."""
+    found: list[int] = []
+
+    def check() -> bool:
+        found[:] = [k for k in _planned(checkpoint) if wanted(k)]
+        return bool(found)
+
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+    return found[0]
+
+
+def _delta_version_of_batch(config: Config, table: str, app_id: str, batch: int) -> int | None:
+    """The Delta version of `table` that bronze's idempotent append of `batch` created."""
+    for commit in sorted((config.table_location(table) / "_delta_log").glob("*.json")):
+        for line in commit.read_text().splitlines():
+            txn = json.loads(line).get("txn")
+            if txn and txn["appId"] == app_id and txn["version"] == batch:
+                return int(commit.stem)
+    return None
+
+
+def _source_positions(checkpoint: Path, batch: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where a silver batch starts and ends reading its Delta source: (version, index within it).
+
+    Delta's offset (V, i) means: every file of versions before V is read, and the files
+    of V up to index i (-1: none of V).
+    """
+    def position(k: int) -> tuple[int, int]:
+        if k < 0:
+            return (-1, -1)
+        offset = json.loads((checkpoint / "offsets" / str(k)).read_text().splitlines()[2])
+        return offset["reservoirVersion"], offset["index"]
+    return position(batch - 1), position(batch)
+
+
+def test_a_stream_job_killed_in_bronze_and_in_silver_ends_equal_to_the_reference(spark, lakehouse_home, test_data):
+    config = Config.resolve(environment="killed_stream", home=lakehouse_home, test_data=test_data,
+                            as_of="2023-03-31")
+    test = StreamTest(config, processing_time="1 second", timeout_s=600, spark=spark)
+    test.start()
+    Producer(config).produce(1)
+
+    # 1. Bronze has planned the micro-batch of the heart-rate file (253,801 records): kill.
+    bronze = config.checkpoint_dir("kafka_multiplex_bz")
+    bpm_batch = _wait_for_planned(
+        bronze, lambda k: "3-bpm_1.json" in (bronze / "sources" / "0" / str(k)).read_text(errors="ignore"),
+        300, "bronze to start ingesting 3-bpm_1.json")
+    test.job.kill()
+    assert not (bronze / "commits" / str(bpm_batch)).exists(), "bronze finished the batch before the kill"
+
+    # 2. Restarted, bronze replays it; silver's heart_rate MERGE of those readings starts: kill.
+    test.start(clean=False)
+    wait_for(lambda: (bronze / "commits" / str(bpm_batch)).exists(), 300, "bronze to replay the batch")
+    app_id = json.loads((bronze / "metadata").read_text().splitlines()[0])["id"]
+    bpm_version = _delta_version_of_batch(config, "kafka_multiplex_bz", app_id, bpm_batch)
+    silver = config.checkpoint_dir("heart_rate")
+
+    def reads_the_readings(k: int) -> bool:
+        start, end = _source_positions(silver, k)
+        return start < (bpm_version, 10**18) and end >= (bpm_version, 0)
+
+    merge_batch = _wait_for_planned(silver, reads_the_readings, 300, "silver's heart_rate MERGE of the readings")
+    test.job.kill()
+    assert not (silver / "commits" / str(merge_batch)).exists(), "the MERGE finished before the kill"
+
+    # 3. Restarted again: every layer ends equal to the reference, nothing lost or duplicated.
+    test.start(clean=False)
+    test.wait_until_valid(1, time.monotonic() + 600)
+    test.stop()

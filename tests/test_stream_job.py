@@ -1,42 +1,90 @@
-"""`sbit run --stream` as a separate process: other processes read its tables while it
-runs, a file landed meanwhile is picked up, and SIGTERM stops it cleanly (exit 0)."""
+"""The stream job in its own process, watched and stopped from outside, as a user would.
 
+A file landed while it runs is read at the next trigger; a half-copied file (the
+producer's hidden temporary name) is never read; a malformed file does not stop it;
+`sbit status` shows it; `sbit stop` and SIGTERM stop it with exit 0; a restart after a
+clean stop with no new data changes no table.
+"""
+
+import json
+import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 from sbit_lib.config import Config
+from sbit_lib.job import read_status
 from sbit_lib.producer import atomic_copy
+from sbit_lib.stream_test import StreamTest
+from sbit_lib.tables import ALL_TABLES
 from tests.conftest import sbit_cli, wait_for
 
-
-def delta_versions(config: Config, table: str) -> int:
-    return len(list((config.table_location(table) / "_delta_log").glob("*.json")))
+QUERIES = 12
 
 
-def test_a_second_process_reads_the_tables_of_a_running_stream(lakehouse_home, test_data, tmp_path):
+def count(spark, config, table: str, where: str | None = None) -> int:
+    df = spark.read.format("delta").load(str(config.table_location(table)))
+    return (df.where(where) if where else df).count()
+
+
+def checkpoint_files(config) -> set:
+    return {p.relative_to(config.checkpoint_zone).as_posix() for p in config.checkpoint_zone.rglob("*")
+            if p.is_file() and "/state/" not in p.as_posix()}
+
+
+def test_a_running_job_reads_landed_files_skips_half_copied_ones_and_survives_bad_ones(
+        spark, lakehouse_home, test_data, tmp_path):
     config = Config.resolve(environment="stream_job", home=lakehouse_home, test_data=test_data)
     args = ["--env", config.environment, "--home", str(config.home), "--test-data", str(test_data)]
-    log_path = tmp_path / "job.log"
-    with log_path.open("w") as log:
-        job = subprocess.Popen([str(Path(sys.executable).parent / "sbit"), "run", "--stream",
-                                "--processing-time", "1 second", *args], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for(lambda: (config.checkpoint_dir("registered_users_bz") / "metadata").exists(), 300,
-                     "the stream job to set up and start its queries")
-            atomic_copy(test_data / "1-registered_users_1.csv",
-                        config.landing_zone / "registered_users_bz" / "1-registered_users_1.csv")
-            wait_for(lambda: delta_versions(config, "users") >= 2, 240,
-                     "the landed file to reach silver users")
-            result = sbit_cli("sql", "SELECT count(*) AS bronze, (SELECT count(*) FROM users) AS silver "
-                              "FROM registered_users_bz", "--format", "csv", *args)
-            assert result.returncode == 0, result.stderr
-            assert result.stdout.split() == ["bronze,silver", "5,5"]
-            assert job.poll() is None, log_path.read_text()[-2000:]
-        finally:
-            job.send_signal(signal.SIGTERM)
-            code = job.wait(timeout=180)
-    output = log_path.read_text()
-    assert code == 0, output[-2000:]
-    assert "All queries stopped" in output
+    test = StreamTest(config, processing_time="1 second", timeout_s=300, spark=spark)
+    test.start()
+    kafka = config.landing_zone / "kafka_multiplex_bz"
+    lines = (test_data / "3-bpm_1.json").read_text().splitlines(keepends=True)[:200]
+
+    # A copy in progress, under the producer's hidden temporary name, its last line cut short.
+    partial = kafka / ".3-bpm-part.json.4242.tmp"
+    partial.write_text("".join(lines[:100]) + lines[100][:40])
+    # A malformed file: two good records around a broken line.
+    bad = tmp_path / "x-malformed.json"
+    bad.write_text(lines[150] + '{"key": "1", "value": \n' + lines[151])
+    atomic_copy(bad, kafka / bad.name)
+    wait_for(lambda: count(spark, config, "quarantine_bz") == 1, 240, "the broken line to reach quarantine_bz")
+    assert count(spark, config, "kafka_multiplex_bz") == 2            # nothing of the half-copied file
+    raw = spark.read.format("delta").load(str(config.table_location("quarantine_bz"))).first()
+    assert raw["raw_record"].startswith('{"key": "1", "value":') and raw["source_file"].endswith(bad.name)
+    assert test.job.alive()
+
+    # The copy completes and is renamed into place: the next trigger reads all of it.
+    with partial.open("a") as handle:
+        handle.write(lines[100][40:] + "".join(lines[101:150]))
+    os.replace(partial, kafka / "3-bpm-part.json")
+    wait_for(lambda: count(spark, config, "kafka_multiplex_bz") == 152, 240, "the completed file's 150 records")
+    assert count(spark, config, "quarantine_bz") == 1
+    readings = {(v["device_id"], v["time"]) for v in (json.loads(json.loads(line)["value"])
+                                                      for line in lines[:150] + [lines[150], lines[151]])}
+    wait_for(lambda: count(spark, config, "heart_rate") == len(readings), 240, "silver heart_rate to catch up")
+
+    status = sbit_cli("status", *args)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "Stream job of environment 'stream_job': running" in status.stdout
+    assert status.stdout.count("True") == QUERIES and "heart_rate_upsert_stream" in status.stdout
+
+    stop = sbit_cli("stop", *args)
+    assert stop.returncode == 0, stop.stderr
+    assert test.job.process.wait(timeout=60) == 0
+    final = read_status(config)
+    assert final["state"] == "stopped" and not final["alive"]
+    assert len(final["queries"]) == QUERIES and not any(q["active"] for q in final["queries"])
+    assert "All queries stopped" in test.job.log_tail()
+
+    # Restart with no new data: every query looks for data once, and nothing changes.
+    versions, checkpoints = test._versions(), checkpoint_files(config)
+    test.start(clean=False)
+    wait_for(lambda: all(q.get("message") == "Waiting for data to arrive"
+                         for q in (read_status(config) or {}).get("queries", [{}])), 180,
+             "every query to find no new data")
+    test.job.process.send_signal(signal.SIGTERM)
+    assert test.job.process.wait(timeout=120) == 0, test.job.log_tail()
+    assert read_status(config)["state"] == "stopped"
+    assert test._versions() == versions
+    assert {t.name for t in ALL_TABLES} <= set(versions)
+    new_files = checkpoint_files(config) - checkpoints
+    assert not [f for f in new_files if "/commits/" in f or "/offsets/" in f], new_files
