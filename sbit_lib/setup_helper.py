@@ -72,15 +72,18 @@ class SetupHelper:
 
         Nothing outside ``<SBIT_HOME>/<environment>`` is touched, so other environments survive.
         """
-        from sbit_lib.job import ensure_not_running, job_dir
+        from sbit_lib.job import JobLock, job_dir
 
-        ensure_not_running(self.config, "clean up")
+        with JobLock(self.config, "cleanup"):     # refused while a run holds the environment
+            self._cleanup(job_dir(self.config))
+
+    def _cleanup(self, jobs) -> None:
         print(f"Cleaning up {self.config.db_name} ...")
         create_database(self.spark, self.config)   # claims the name for this environment's folders
         self.spark.sql(f"DROP DATABASE IF EXISTS {self.config.db_name} CASCADE")
         if self.config.env_root.exists():
             shutil.rmtree(self.config.env_root)
-        for leftover in job_dir(self.config).glob("*"):   # the last job's status and log; not the lock
+        for leftover in jobs.glob("*"):   # the last job's status and log; not the lock
             if leftover.name != "lock":
                 leftover.unlink()
         print(f"Removed {self.config.env_root}")

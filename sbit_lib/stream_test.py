@@ -233,3 +233,43 @@ class StreamTest:
             lines.append(f"Peak job memory: {peaks[0]:.0f} MiB after set {self.results[0].set}, "
                          f"{peaks[-1]:.0f} MiB after set {self.results[-1].set}")
         return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make stream-test``: run notebooks/09-stream-test.ipynb with papermill and print what it printed."""
+    import argparse
+    import sys
+
+    from papermill.exceptions import PapermillExecutionError
+
+    from sbit_lib.batch_test import BUILD, printed_output
+    from sbit_lib.config import PROJECT_ROOT
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--sets", type=int, default=2)
+    parser.add_argument("--mode", default="default", choices=("default", "course"))
+    parser.add_argument("--env", default="stream_test")
+    parser.add_argument("--processing-time", default="1 second")
+    args = parser.parse_args(argv)
+    import papermill
+
+    notebook = PROJECT_ROOT / "notebooks" / "09-stream-test.ipynb"
+    output = BUILD / f"09-stream-test-{args.mode}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(str(notebook), str(output), kernel_name="python3", progress_bar=False,
+                                   cwd=str(notebook.parent),
+                                   parameters=dict(environment=args.env, sets=args.sets, mode=args.mode,
+                                                   processing_time=args.processing_time))
+    except PapermillExecutionError as err:
+        print(printed_output(output))
+        print(f"error: stream test failed: {err.ename}: {(err.evalue or '').splitlines()[0] if err.evalue else ''} "
+              f"(executed notebook: {output})", file=sys.stderr)
+        return 1
+    print(printed_output(output))
+    print(f"Stream test passed for sets 1..{args.sets} in {args.mode} mode; executed notebook {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

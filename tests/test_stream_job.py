@@ -62,6 +62,11 @@ def test_a_running_job_reads_landed_files_skips_half_copied_ones_and_survives_ba
                                                       for line in lines[:150] + [lines[150], lines[151]])}
     wait_for(lambda: count(spark, config, "heart_rate") == len(readings), 240, "silver heart_rate to catch up")
 
+    def all_waiting() -> bool:
+        queries = (read_status(config) or {}).get("queries") or [{}]
+        return all(q.get("message") == "Waiting for data to arrive" for q in queries)
+
+    wait_for(all_waiting, 240, "every query to have processed what was landed")
     status = sbit_cli("status", *args)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "Stream job of environment 'stream_job': running" in status.stdout
@@ -78,9 +83,7 @@ def test_a_running_job_reads_landed_files_skips_half_copied_ones_and_survives_ba
     # Restart with no new data: every query looks for data once, and nothing changes.
     versions, checkpoints = test._versions(), checkpoint_files(config)
     test.start(clean=False)
-    wait_for(lambda: all(q.get("message") == "Waiting for data to arrive"
-                         for q in (read_status(config) or {}).get("queries", [{}])), 180,
-             "every query to find no new data")
+    wait_for(all_waiting, 180, "every query to find no new data")
     test.job.process.send_signal(signal.SIGTERM)
     assert test.job.process.wait(timeout=120) == 0, test.job.log_tail()
     assert read_status(config)["state"] == "stopped"

@@ -141,12 +141,13 @@ STREAM_TEST = notebook([
                       "The job sets the environment up (tables, view, history) before it starts its queries; "
                       "`start` waits for its status to say *running*, then we check what it created."),
     new_code_cell("test.start()\ntest.validate_setup()"),
-    new_markdown_cell("## Feed the sets\n\nEach set is landed atomically by the producer; the running "
-                      "queries pick it up at their next trigger."),
-    new_code_cell("for n in range(1, sets + 1):\n    test.feed(n)"),
-    new_markdown_cell("## Stop the job\n\nA stop request: every query stops between micro-batches, the "
-                      "process exits 0, the checkpoints stay valid for the next start."),
-    new_code_cell("final = test.stop()\nprint(format_status(config, final).split(chr(10))[0])"),
+    new_markdown_cell("## Feed the sets, then stop the job\n\nEach set is landed atomically by the producer; "
+                      "the running queries pick it up at their next trigger. Whatever happens, the job is "
+                      "then stopped by a stop request: every query stops between micro-batches, the process "
+                      "exits 0 (checked), and the checkpoints stay valid for the next start."),
+    new_code_cell("try:\n    for n in range(1, sets + 1):\n        test.feed(n)\n"
+                  "finally:   # a failed set must not leave the job running\n    final = test.stop()\n"
+                  "print(format_status(config, final).split(chr(10))[0])"),
     new_code_cell("print(test.summary())"),
 ])
 
