@@ -50,7 +50,31 @@ def run(config: Config | None = None, once: bool = True, processing_time: str = 
     return queries
 
 
+def remove_incomplete_checkpoint_writes(config: Config) -> list:
+    """Delete the temporary files a crashed run left in its checkpoints' offset and commit logs.
+
+    Spark writes ``offsets/N`` and ``commits/N`` as a hidden ``.N.<uuid>.tmp`` (and its
+    ``.crc``) renamed into place. A process killed in between leaves the temporary file,
+    and Spark 4.2 then refuses to start a query whose offset log holds anything on batch 0
+    (STATE_STORE_CHECKPOINT_LOCATION_NOT_EMPTY). The rename never happened, so the batch
+    was never logged: removing the leftover is safe while this run holds the lock.
+    """
+    removed = []
+    if not config.checkpoint_zone.exists():
+        return removed
+    for log in ("offsets", "commits", "sources/*"):
+        for folder in config.checkpoint_zone.glob(f"*/{log}"):
+            for path in folder.iterdir():
+                if path.is_file() and path.name.startswith(".") and path.name.endswith((".tmp", ".tmp.crc")):
+                    path.unlink()
+                    removed.append(path)
+    if removed:
+        print(f"Removed {len(removed)} incomplete checkpoint file(s) left by a crashed run")
+    return removed
+
+
 def _start(config: Config, once: bool, processing_time: str, spark) -> list:
+    remove_incomplete_checkpoint_writes(config)    # we hold the lock: nobody else is writing them
     before = {q.id for q in spark.streams.active}
     try:
         ensure_setup(config, spark)

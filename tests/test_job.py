@@ -146,3 +146,24 @@ def test_start_job_reports_a_job_that_dies_at_start(config, tmp_path):
         job.wait_running(timeout_s=300)
     assert "error:" in str(err.value)
     wait_for(lambda: JobLock.holder(bad) is None, 30, "the lock to be released")
+
+
+def test_a_crashed_writes_leftovers_are_removed_from_the_checkpoint_logs(tmp_path):
+    """What a run killed while Spark wrote offsets/0 leaves behind (seen in CI), and nothing else."""
+    from sbit_lib.run import remove_incomplete_checkpoint_writes
+
+    config = Config.resolve(environment="crashed", home=tmp_path)
+    offsets = config.checkpoint_dir("user_bins") / "offsets"
+    offsets.mkdir(parents=True)
+    (config.checkpoint_dir("user_bins") / "commits").mkdir()
+    leftovers = [offsets / ".0.19a0d4bc-abd0-49af-970a-a02cd25feb01.tmp",
+                 offsets / "..0.19a0d4bc-abd0-49af-970a-a02cd25feb01.tmp.crc"]
+    for path in leftovers:
+        path.write_text("partial")
+    kept = [offsets / "1", config.checkpoint_dir("user_bins") / "metadata",
+            config.checkpoint_dir("user_bins") / "state" / "0" / ".1.tmp"]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("real")
+    assert sorted(remove_incomplete_checkpoint_writes(config)) == sorted(leftovers)
+    assert not any(p.exists() for p in leftovers) and all(p.exists() for p in kept)
