@@ -9,6 +9,7 @@ clean stop with no new data changes no table.
 import json
 import os
 import signal
+import time
 
 from sbit_lib.config import Config
 from sbit_lib.job import read_status
@@ -23,6 +24,25 @@ QUERIES = 12
 def count(spark, config, table: str, where: str | None = None) -> int:
     df = spark.read.format("delta").load(str(config.table_location(table)))
     return (df.where(where) if where else df).count()
+
+
+IDLE = ("Waiting for data to arrive", "Waiting for next trigger")
+
+
+def wait_until_quiet(test, config, timeout_s: float, what: str) -> None:
+    """Poll until every query has run a trigger and is idle, and no table changed for 3 s."""
+    last = {"versions": None, "since": 0.0}
+
+    def quiet() -> bool:
+        queries = (read_status(config) or {}).get("queries") or [{}]
+        idle = all(not q.get("busy") and q.get("message") in IDLE for q in queries)
+        versions, now = test._versions(), time.monotonic()
+        if not idle or versions != last["versions"]:
+            last.update(versions=versions, since=now)
+            return False
+        return now - last["since"] >= 3.0        # three trigger intervals without a commit
+
+    wait_for(quiet, timeout_s, what)
 
 
 def checkpoint_files(config) -> set:
@@ -62,11 +82,7 @@ def test_a_running_job_reads_landed_files_skips_half_copied_ones_and_survives_ba
                                                       for line in lines[:150] + [lines[150], lines[151]])}
     wait_for(lambda: count(spark, config, "heart_rate") == len(readings), 240, "silver heart_rate to catch up")
 
-    def all_waiting() -> bool:
-        queries = (read_status(config) or {}).get("queries") or [{}]
-        return all(q.get("message") == "Waiting for data to arrive" for q in queries)
-
-    wait_for(all_waiting, 240, "every query to have processed what was landed")
+    wait_until_quiet(test, config, 240, "every query to have processed what was landed")
     status = sbit_cli("status", *args)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "Stream job of environment 'stream_job': running" in status.stdout
@@ -83,7 +99,7 @@ def test_a_running_job_reads_landed_files_skips_half_copied_ones_and_survives_ba
     # Restart with no new data: every query looks for data once, and nothing changes.
     versions, checkpoints = test._versions(), checkpoint_files(config)
     test.start(clean=False)
-    wait_for(all_waiting, 180, "every query to find no new data")
+    wait_until_quiet(test, config, 180, "every query to have looked for new data and found none")
     test.job.process.send_signal(signal.SIGTERM)
     assert test.job.process.wait(timeout=120) == 0, test.job.log_tail()
     assert read_status(config)["state"] == "stopped"
