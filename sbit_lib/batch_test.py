@@ -39,6 +39,23 @@ def printed_output(notebook: Path) -> str:
                    for out in cell.get("outputs", []) if out.get("output_type") == "stream")
 
 
+def report(execute, output: Path, what: str, passed: str) -> int:
+    """Run `execute()` (a papermill execution writing `output`), print what the notebook printed,
+    and end with one line: `passed`, or ``error: <what> failed: ...``; return the exit code."""
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        execute()
+    except PapermillExecutionError as err:
+        print(printed_output(output))
+        print(f"error: {what} failed: {err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''} "
+              f"(executed notebook: {output})", file=sys.stderr)
+        return 1
+    print(printed_output(output))
+    print(passed)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=int, default=2)
@@ -46,19 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default="batch_test")
     parser.add_argument("--keep-tables", action="store_true", help="leave the tables for inspection")
     args = parser.parse_args(argv)
-    from papermill.exceptions import PapermillExecutionError
-
     output = BUILD / f"08-batch-test-{args.mode}.ipynb"
-    try:
-        run_batch_test(args.sets, args.mode, args.env, args.keep_tables, output)
-    except PapermillExecutionError as err:
-        print(printed_output(output))
-        print(f"error: batch test failed: {err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''} "
-              f"(executed notebook: {output})", file=sys.stderr)
-        return 1
-    print(printed_output(output))
-    print(f"Batch test passed for sets 1..{args.sets} in {args.mode} mode; executed notebooks in {BUILD}")
-    return 0
+    return report(lambda: run_batch_test(args.sets, args.mode, args.env, args.keep_tables, output), output,
+                  "batch test",
+                  f"Batch test passed for sets 1..{args.sets} in {args.mode} mode; executed notebooks in {BUILD}")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,9 @@ class StreamTest:
     def __post_init__(self):
         from sbit_lib.expectations import Expectations
         from sbit_lib.session import get_spark
+        from sbit_lib.streaming import check_processing_time
 
+        self.processing_time = check_processing_time(self.processing_time)   # before anything is cleaned
         self.spark = self.spark or get_spark(self.config)
         self.expected = Expectations.load(self.config.test_data)
         self._counts: dict = {}
@@ -238,11 +240,10 @@ class StreamTest:
 def main(argv: list[str] | None = None) -> int:
     """``make stream-test``: run notebooks/09-stream-test.ipynb with papermill and print what it printed."""
     import argparse
-    import sys
 
-    from papermill.exceptions import PapermillExecutionError
+    import papermill
 
-    from sbit_lib.batch_test import BUILD, printed_output
+    from sbit_lib.batch_test import BUILD, report
     from sbit_lib.config import PROJECT_ROOT
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -251,24 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default="stream_test")
     parser.add_argument("--processing-time", default="1 second")
     args = parser.parse_args(argv)
-    import papermill
-
     notebook = PROJECT_ROOT / "notebooks" / "09-stream-test.ipynb"
     output = BUILD / f"09-stream-test-{args.mode}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
-    try:
+
+    def execute():
         papermill.execute_notebook(str(notebook), str(output), kernel_name="python3", progress_bar=False,
                                    cwd=str(notebook.parent),
                                    parameters=dict(environment=args.env, sets=args.sets, mode=args.mode,
                                                    processing_time=args.processing_time))
-    except PapermillExecutionError as err:
-        print(printed_output(output))
-        print(f"error: stream test failed: {err.ename}: {(err.evalue or '').splitlines()[0] if err.evalue else ''} "
-              f"(executed notebook: {output})", file=sys.stderr)
-        return 1
-    print(printed_output(output))
-    print(f"Stream test passed for sets 1..{args.sets} in {args.mode} mode; executed notebook {output}")
-    return 0
+
+    return report(execute, output, "stream test",
+                  f"Stream test passed for sets 1..{args.sets} in {args.mode} mode; executed notebook {output}")
 
 
 if __name__ == "__main__":
