@@ -192,19 +192,20 @@ class JobLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(record).encode(), 0)
 
-    def record_jvm(self, spark) -> None:
-        """Note the pid of this run's Spark JVM, for the next run to wait on if we are killed."""
+    def record_jvm(self, spark) -> int | None:
+        """Note the pid of this run's Spark JVM, for the next run to wait on if we are killed; return it."""
         if self._fd is None:
-            return
+            return None
         try:
             pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
         except Exception:   # not a local py4j JVM (e.g. Spark Connect): nothing to wait for
-            return
+            return None
         if pid == os.getpid():
-            return
+            return None
         record = self._record(self.path)
         record.update(jvm_pid=pid, jvm_start=_process_start(pid))
         self._write(record)
+        return pid
 
     def release(self) -> None:
         if self._fd is None:
@@ -382,12 +383,12 @@ def run_job(config: Config, processing_time: str = "5 seconds", spark=None,
         jvm_pid = None
         try:
             spark = spark or get_spark(config)
-            lock.record_jvm(spark)
-            jvm_pid = JobLock._record(lock.path).get("jvm_pid")
+            jvm_pid = lock.record_jvm(spark)
             queries = run(config, once=False, processing_time=processing_time, spark=spark)
             print(f"Streaming {len(queries)} queries every {processing_time}; stop with "
                   f"`sbit stop --env {config.environment}`, Ctrl-C or SIGTERM", flush=True)
             status["queries"] = [query_status(q, last_data) for q in queries]
+            status["memory"] = memory(jvm_pid)
             write("running")
             while not stop.is_set():
                 if stop_file.exists():
