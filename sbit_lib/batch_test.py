@@ -24,7 +24,7 @@ def run_batch_test(sets: int = 2, mode: str = "default", environment: str = "bat
     output = Path(output or BUILD / f"08-batch-test-{mode}.ipynb")
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
-        str(NOTEBOOK), str(output), kernel_name="python3", progress_bar=False,
+        str(NOTEBOOK), str(output), progress_bar=False,
         cwd=str(NOTEBOOK.parent),
         parameters=dict(environment=environment, sets=sets, mode=mode, keep_tables=keep_tables, **parameters))
     return output

@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
 
     def execute():
-        papermill.execute_notebook(str(notebook), str(output), kernel_name="python3", progress_bar=False,
+        papermill.execute_notebook(str(notebook), str(output), progress_bar=False,
                                    cwd=str(notebook.parent),
                                    parameters=dict(environment=args.env, sets=args.sets, mode=args.mode,
                                                    processing_time=args.processing_time))
