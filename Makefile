@@ -34,8 +34,8 @@ setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, gene
 run: setup ## the main job: the batch test, sets 1-2 through every layer, validated, gold tables printed
 	$(BIN)/python -m sbit_lib.batch_test --sets 2
 
-stream-test: setup ## the stream test: a background stream job fed sets 1-2, every layer validated, freshness printed
-	$(BIN)/python -m sbit_lib.stream_test --sets 2
+stream-test: setup ## the stream test: a background stream job fed sets 1-2, every layer validated (MODE=course too)
+	$(BIN)/python -m sbit_lib.stream_test --sets 2 $(if $(MODE),--mode $(MODE))
 
 demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 	$(BIN)/sbit demo

@@ -14,7 +14,7 @@ NARRATIVE = ("01-", "02-", "03-", "04-", "05-", "06-", "07-", "10-")
 SHARED_FIXTURE_MODULES = ("test_bronze.py", "test_silver_gold_rules.py", "test_generator.py")
 # The longest items start first, so the two workers finish together.
 SLOW_FIRST = (
-    "notebooks/08-", "tests/test_restart.py", "tests/test_notebooks.py", "notebooks/09-",
+    "notebooks/08-", "tests/test_restart.py", "notebooks/09-",
     "tests/test_stream_job.py",
 )
 

@@ -25,6 +25,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -271,6 +272,35 @@ def log_batches(queries, seen: dict) -> None:
                 print(f"{progress['timestamp'][11:23]} {query.name:38} batch {progress['batchId']:>4} "
                       f"{progress['numInputRows']:>9,} rows {progress['durationMs'].get('triggerExecution', 0):>7,} ms",
                       flush=True)
+
+
+_BATCH_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) (\S+)\s+batch\s+(\d+)\s+([\d,]+) rows\s+([\d,]+) ms$")
+
+
+def batch_log(config: Config):
+    """The job log's micro-batch lines (see `log_batches`) as a pandas frame.
+
+    Columns: seconds (since the first line), query, batch, rows, ms, rows_per_s.
+    """
+    import pandas as pd
+
+    path = job_dir(config) / "job.log"
+    rows, day, last = [], 0.0, -1.0
+    for line in path.read_text().splitlines() if path.exists() else []:
+        match = _BATCH_LINE.match(line.strip())
+        if not match:
+            continue
+        hours, minutes, seconds, query, batch, count, ms = match.groups()
+        clock = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        if clock + day < last:          # the log crossed midnight (UTC)
+            day += 86400
+        last = clock + day
+        rows.append({"clock": last, "query": query, "batch": int(batch), "rows": int(count.replace(",", "")),
+                     "ms": int(ms.replace(",", ""))})
+    frame = pd.DataFrame(rows, columns=["clock", "query", "batch", "rows", "ms"])
+    frame.insert(0, "seconds", frame["clock"] - (frame["clock"].min() if len(frame) else 0))
+    frame["rows_per_s"] = frame["rows"] / (frame["ms"].clip(lower=1) / 1000)
+    return frame.drop(columns="clock")
 
 
 def query_status(query, last_data: dict) -> dict:

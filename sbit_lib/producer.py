@@ -109,6 +109,16 @@ class Producer:
         print(f"Set {n} produced: {len(landed)} new files")
         return landed
 
+    def latest_set(self) -> int:
+        """Return the highest n such that every file of sets 1..n is in the landing zone (0 if none)."""
+        latest = 0
+        for n in range(1, max(source.max_set for source in SOURCES) + 1):
+            wanted = [self.config.landing_zone / s.target / s.file_name(n) for s in SOURCES if n <= s.max_set]
+            if not all(path.exists() for path in wanted):
+                break
+            latest = n
+        return latest
+
     def landed_counts(self) -> dict:
         """Return the records landed so far per bronze source (kafka per topic)."""
         counts: dict = {"registered_users_bz": 0, "gym_logins_bz": 0,

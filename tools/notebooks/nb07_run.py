@@ -20,17 +20,27 @@ NOTEBOOK = notebook([
         "an interrupt, then stops every query between micro-batches.\n\n"
         "On Databricks the parameters are widgets; here they are a papermill `parameters` cell, so "
         "`08-batch-test` can run this notebook with other values, as the course does with "
-        "`dbutils.notebook.run`."),
+        "`dbutils.notebook.run`.\n\n"
+        "```mermaid\n"
+        "flowchart LR\n"
+        "    S[setup + history<br/>if new] --> B[bronze<br/>3 queries]\n"
+        "    B --> W1[silver wave 1<br/>5 queries] --> W2[silver wave 2<br/>2 queries] --> W3[silver wave 3<br/>1 query]\n"
+        "    W3 --> G[gold<br/>1 query]\n"
+        "```\n\n"
+        "In a batch run each box waits for the previous one. In a stream run all twelve queries "
+        "start together and keep running; each picks up what the one before it writes at its next "
+        "trigger, so a landed file reaches gold a few triggers later. The queries run in the course's "
+        "FAIR scheduler pools, so a big heart-rate batch does not starve the small streams."),
     parameters('environment = "dev"\nrun_type = "once"          # once | stream\n'
                'processing_time = "5 seconds"\nmode = ""                  # "" = SBIT_MODE or default; '
                'default | course\nhome = ""                  # "" = SBIT_HOME or ./lakehouse\n'
                'test_data = ""             # "" = SBIT_TEST_DATA or ./test_data\n'
-               'as_of = ""                 # "" = SBIT_AS_OF or today'),
+               'as_of = ""                 # "" = SBIT_AS_OF, else the expected results\' date (ages in user_bins)'),
     new_code_cell(
-        "from sbit_lib.config import Config\nfrom sbit_lib.job import run_job\nfrom sbit_lib.run import run\n\n"
+        "from sbit_lib.explore import lesson_config\nfrom sbit_lib.job import run_job\nfrom sbit_lib.run import run\n\n"
         "if run_type not in (\"once\", \"stream\"):\n"
         "    raise ValueError(f\"run_type must be 'once' or 'stream', got {run_type!r}\")\n"
-        "config = Config.resolve(environment=environment, mode=mode, home=home, test_data=test_data, as_of=as_of)\n"
+        "config = lesson_config(environment, home, test_data, mode=mode, as_of=as_of)\n"
         "if run_type == \"once\":\n"
         "    queries = run(config, once=True)\n"
         "else:   # blocks until `sbit stop`; the queries are stopped when it returns\n"

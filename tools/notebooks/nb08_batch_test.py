@@ -17,9 +17,17 @@ NOTEBOOK = notebook([
         "In **default** mode every silver and gold table must equal the reference row for row. "
         "In **course** mode `gym_summary` must equal the course's own `7-gym_summary_<n>.parquet`; "
         "the watermarked gold summary depends on micro-batch boundaries, so it is checked as a "
-        "subset of the reference."),
+        "subset of the reference.\n\n"
+        "```mermaid\n"
+        "flowchart LR\n"
+        "    C[clean + setup] --> P1[produce set 1] --> R1[papermill 07-run] --> V1[validate<br/>every layer]\n"
+        "    V1 --> P2[produce set 2] --> R2[papermill 07-run] --> V2[validate<br/>every layer]\n"
+        "```"),
     parameters('environment = "batch_test"\nsets = 2\nmode = "default"          # default | course\n'
-               'home = ""\ntest_data = ""\nkeep_tables = False     # True: leave the tables for inspection'),
+               'home = ""\ntest_data = ""\nkeep_tables = False     # True: leave the tables for inspection',
+               # CI runs the course mode here; default mode runs on the same two sets in
+               # tests/test_restart.py (and in `make run`).
+               ci={"mode": "course"}),
     new_code_cell(
         "from pathlib import Path\n\nimport papermill\n\n"
         "from sbit_lib.config import PROJECT_ROOT, Config\nfrom sbit_lib.expectations import Expectations\n"

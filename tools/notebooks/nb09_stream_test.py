@@ -18,7 +18,22 @@ NOTEBOOK = notebook([
         "one of them gets a new Delta version, and goes on as soon as every layer equals the expected "
         "results — or fails after `timeout_s`, naming the layer and table still behind;\n"
         "* **freshness** (seconds from landing a set to every layer reflecting it) and the job's memory are "
-        "printed at the end. The course budgets 120 s per set; our target is 20 s."),
+        "printed at the end. The course budgets 120 s per set; our target is 20 s.\n\n"
+        "```mermaid\n"
+        "sequenceDiagram\n"
+        "    participant T as this notebook\n"
+        "    participant J as stream job (background process)\n"
+        "    participant D as Delta tables\n"
+        "    T->>J: start (sbit run --stream)\n"
+        "    J-->>T: status.json says running\n"
+        "    loop each set\n"
+        "        T->>T: Producer.produce(n) lands files\n"
+        "        J->>D: bronze, silver, gold micro-batches\n"
+        "        T->>D: re-check on each new Delta version\n"
+        "    end\n"
+        "    T->>J: stop request\n"
+        "    J-->>T: every query stopped, exit 0\n"
+        "```"),
     parameters('environment = "stream_test"\nsets = 2\nprocessing_time = "1 second"\ntimeout_s = 300\n'
                'mode = "default"          # default | course\nhome = ""\ntest_data = ""',
                ci={"sets": 1}),
@@ -42,4 +57,12 @@ NOTEBOOK = notebook([
                   "finally:   # a failed set must not leave the job running\n    final = test.stop()\n"
                   "print(format_status(config, final).split(chr(10))[0])"),
     new_code_cell("print(test.summary())"),
+    new_markdown_cell("## What the job did, micro-batch by micro-batch\n\n"
+                      "The job logs one line per micro-batch that read rows (`job.log`, `sbit_lib.job.log_batches`). "
+                      "Each dot below is one of them: when it ran and how many rows per second it processed. "
+                      "Bronze's heart-rate batch (hundreds of thousands of rows) comes first; the silver and gold "
+                      "queries follow at their next triggers with the rows it wrote."),
+    new_code_cell("import matplotlib.pyplot as plt\n\nfrom sbit_lib.job import batch_log\nfrom sbit_lib.plots import stream_progress\n\n"
+                  "batches = batch_log(config)\nstream_progress(batches)\nplt.show()\n"
+                  "batches.groupby(\"query\")[[\"rows\"]].agg([\"count\", \"sum\"])"),
 ], timeout_s=900)

@@ -1,0 +1,120 @@
+"""Notebook 01-config."""
+
+from . import code, md, notebook, parameters
+
+NAME = "01-config"
+
+NOTEBOOK = notebook([
+    md("""
+    # 01 · Config: where everything of one environment lives
+
+    **What this step does.** Every later step asks one object, `Config`, where things are: the
+    *landing zone* where source systems drop files, the folder of each Delta table, the checkpoint
+    of each streaming query, and the database name. Nothing else in the project builds a path.
+
+    **Why it matters in a medallion architecture.** Bronze, silver and gold are only folders of
+    Delta tables plus the streaming queries that move data between them. If two environments
+    (`dev`, `qa`, a test run) shared one checkpoint or one table, a test would corrupt your work,
+    or a query would skip files another environment had already read. So an *environment* owns one
+    folder, and everything of it lives below:
+
+    ```mermaid
+    flowchart LR
+        H["SBIT_HOME (./lakehouse)"] --> E["ENV/"]
+        E --> D["data/"]
+        D --> R["raw/ = landing zone<br/>(one folder per source)"]
+        D --> T["delta/TABLE/<br/>(one Delta table each)"]
+        E --> C["checkpoints/QUERY/<br/>(one per streaming query)"]
+        E -. "database" .-> DB["ENV_sbit_db<br/>(catalog pointers only)"]
+    ```
+
+    **Databricks → local.** The course reads two *external locations* from Unity Catalog
+    (`describe external location data_zone`) and takes the environment from a *widget*. Here the
+    locations come from configuration, and the notebook's `parameters` cell is the widget:
+    papermill (and `08-batch-test`) can run this notebook with other values.
+    """),
+    parameters("""
+    environment = "dev"      # the course's Environment widget
+    home = ""                # "" = $SBIT_HOME, else ./lakehouse
+    test_data = ""           # "" = $SBIT_TEST_DATA, else ./test_data
+    """),
+    md("""
+    ## Resolve the configuration
+
+    `Config.resolve` takes each setting from, in order: an explicit argument, an `SBIT_*`
+    environment variable, a default. Every path comes out absolute, so a notebook run by papermill
+    from another folder finds the same tables. Below, paths are printed relative to `SBIT_HOME`.
+    """),
+    code("""
+    from sbit_lib.config import Config, ConfigError
+    from sbit_lib.explore import relative
+
+    config = Config.resolve(environment=environment, home=home, test_data=test_data)
+    print(f"environment      {config.environment}")
+    print(f"mode             {config.mode}")
+    print(f"database         {config.db_name}")
+    for name in ("landing_zone", "tables_zone", "checkpoint_zone"):
+        print(f"{name:16} <SBIT_HOME>/{relative(config, getattr(config, name))}")
+    print(f"one table        <SBIT_HOME>/{relative(config, config.table_location('heart_rate'))}")
+    print(f"one checkpoint   <SBIT_HOME>/{relative(config, config.checkpoint_dir('heart_rate'))}")
+    print(f"bronze reads     {config.bronze_max_files_per_trigger} file per micro-batch; "
+          f"silver/gold {config.max_files_per_trigger} Delta files")
+    """),
+    md("""
+    Two environments never share anything: `qa` gets its own database and folders. That is what lets
+    the test suite, `08-batch-test` (environment `batch_test`) and your own `dev` work run side by side.
+    """),
+    code("""
+    qa = Config.resolve(environment="qa", home=config.home)
+    assert qa.db_name == "qa_sbit_db" and qa.env_root != config.env_root
+    assert not qa.checkpoint_zone.is_relative_to(config.env_root)
+    print(f"{qa.db_name}: <SBIT_HOME>/{relative(qa, qa.env_root)}  vs  {config.db_name}: <SBIT_HOME>/{relative(config, config.env_root)}")
+    """),
+    md("""
+    ## A wrong parameter says which and why
+
+    A typo in a widget on Databricks surfaces minutes later as a missing table. Here the
+    configuration refuses it at once, naming the parameter, where it came from and what to use.
+    """),
+    code("""
+    for bad in (dict(environment="Dev-1"), dict(mode="fast")):
+        try:
+            Config.resolve(home=config.home, **bad)
+        except ConfigError as error:
+            print(f"{bad} -> {error}")
+        else:
+            raise AssertionError(f"{bad} was accepted")
+    """),
+    md("""
+    ## The Spark session
+
+    One function starts Spark everywhere (`sbit_lib.session.get_spark`): the notebooks, the tests,
+    the CLI and the stream job. On Databricks the cluster is already configured; locally these
+    settings are the difference between a lakehouse and a pile of Parquet files:
+
+    * **Delta Lake**: the SQL extension and the Delta catalog, with the Delta jars fetched once by
+      `make setup` and passed as files (no download when Spark starts);
+    * **UTC** session time zone, so event times read the same on every laptop;
+    * **shuffle partitions = cores**: the default 200 would make every tiny MERGE schedule 200 tasks;
+    * **RocksDB state store** for the stateful queries (the stream-stream join), as on Databricks;
+    * **FAIR scheduler pools** from the course, so concurrent streams share the cores.
+
+    There is no Hive metastore: an embedded Derby database allows one process at a time, and the
+    stream job, a papermill child and this notebook are three processes. Instead every process
+    registers the environment's Delta folders in its own in-memory catalog when it starts.
+    """),
+    code("""
+    from sbit_lib.session import get_spark
+
+    spark = get_spark(config)
+    for key in ("spark.sql.extensions", "spark.sql.catalog.spark_catalog", "spark.sql.session.timeZone",
+                "spark.sql.shuffle.partitions", "spark.sql.streaming.stateStore.providerClass",
+                "spark.scheduler.mode"):
+        print(f"{key:46} {spark.conf.get(key)}")
+    print(f"Spark {spark.version}")
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    """),
+    md("""
+    **Next:** `02-setup` creates the database, the tables and the view at these locations.
+    """),
+], timeout_s=300)
