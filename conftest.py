@@ -10,8 +10,10 @@ import pytest
 # earlier steps it needs (idempotent thanks to checkpoints), so they are correct in any order,
 # but on one worker, in order, each finds the earlier ones' work done.
 NARRATIVE = ("01-", "02-", "03-", "04-", "05-", "06-", "07-", "10-")
-# Tests whose module-scoped fixtures build tables once for the whole module.
-SHARED_FIXTURE_MODULES = ("test_bronze.py", "test_silver_gold_rules.py", "test_generator.py")
+# A test module runs on one worker, in order (module-scoped fixtures build tables once,
+# and some tests read what an earlier one in the module wrote), except these, whose
+# tests are independent and long.
+INDEPENDENT_MODULES = ("test_restart.py",)
 # The longest items start first, so the two workers finish together.
 SLOW_FIRST = (
     "notebooks/08-", "tests/test_restart.py", "notebooks/09-",
@@ -34,11 +36,12 @@ def _group(item) -> str | None:
     name = path.rsplit("/", 1)[-1]
     if path.startswith("notebooks/") and name.startswith(NARRATIVE):
         return "narrative-notebooks"
-    if name in SHARED_FIXTURE_MODULES:
+    if path.startswith("tests/") and name not in INDEPENDENT_MODULES:
         return name
     return None
 
 
+@pytest.hookimpl(tryfirst=True)      # marks first: xdist's hook turns them into node-id suffixes
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         for position, prefix in enumerate(SLOW_FIRST):
@@ -51,3 +54,5 @@ def pytest_collection_modifyitems(config, items):
         group = _group(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+
+

@@ -51,4 +51,4 @@ NOTEBOOK = notebook([
         "for q in queries:\n"
         "    progress = q.lastProgress or {}\n"
         "    print(f\"{q.name:40} active={q.isActive!s:5} last batch rows={progress.get('numInputRows', 0):>8,}\")"),
-], timeout_s=180)
+], timeout_s=600)
