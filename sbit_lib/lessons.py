@@ -22,6 +22,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, functions as F
 
 from sbit_lib.config import Config
+from sbit_lib.explore import relative, versions
 from sbit_lib.session import register_tables, sql_str
 from sbit_lib.tables import ALL_TABLES, GYM_SUMMARY
 
@@ -35,11 +36,6 @@ _ERROR_CLASS = re.compile(r"\[([A-Z][A-Z0-9_]+)\]")
 def lessons_dir(config: Config) -> Path:
     """Return the scratch folder of the walkthrough: ``<env root>/lessons``."""
     return config.env_root / "lessons"
-
-
-def relative(config: Config, path) -> str:
-    """Return `path` relative to SBIT_HOME, the way the walkthrough prints paths."""
-    return Path(path).relative_to(config.home).as_posix()
 
 
 def quietly(config: Config, fn, *args, **kwargs):
@@ -85,12 +81,6 @@ def land(folder: Path, name: str, lines: list[str]) -> Path:
 
 def _delta_count(spark: SparkSession, path: Path) -> int:
     return spark.read.format("delta").load(str(path)).count()
-
-
-def latest_version(table_folder: Path) -> int:
-    """Return the newest Delta version of the table stored in `table_folder` (-1 if none)."""
-    commits = [int(p.stem) for p in (Path(table_folder) / "_delta_log").glob("[0-9]*.json")]
-    return max(commits, default=-1)
 
 
 def start(config: Config, spark: SparkSession) -> str:
@@ -204,9 +194,9 @@ def setup_again(config: Config, spark: SparkSession) -> dict[str, int]:
     """Run the project's setup a second time; return {table: Delta versions it added} (all 0 expected)."""
     from sbit_lib.setup_helper import SetupHelper
 
-    before = {t.name: latest_version(config.table_location(t.name)) for t in ALL_TABLES}
+    before = versions(config)
     quietly(config, SetupHelper(config, spark).setup)
-    return {name: latest_version(config.table_location(name)) - version for name, version in before.items()}
+    return {name: version - before[name] for name, version in versions(config).items()}
 
 
 def if_not_exists_vs_or_replace(config: Config, spark: SparkSession) -> dict[str, int]:
