@@ -44,7 +44,7 @@ test: setup ## run the test suite and every notebook (real Spark, real Delta), o
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lab: setup ## open JupyterLab on the notebooks, with the project's kernel (start with 01-config)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.default_url=/lab/tree/01-config.ipynb
+	$(BIN)/jupyter lab --notebook-dir=notebooks --LabApp.default_url=/lab/tree/01-config.ipynb
 
 clean-lakehouse: ## delete the local lakehouse (all environments) under ./lakehouse
 	rm -rf lakehouse spark-warehouse
