@@ -82,7 +82,7 @@ NOTEBOOK = notebook([
     import pandas as pd
 
     queries = Bronze(config, spark).consume(once=True)
-    pd.DataFrame([progress(q) for q in queries])[["name", "batch_id", "input_rows"]]
+    pd.DataFrame([progress(q) for q in queries])
     """),
     code("""
     bronze = Bronze(config, spark)

@@ -67,7 +67,7 @@ NOTEBOOK = notebook([
     code("""
     silver = Silver(config, spark)
     queries = silver.upsert(once=True)
-    pd.DataFrame([progress(q) for q in queries])[["name", "batch_id", "input_rows"]]
+    pd.DataFrame([progress(q) for q in queries])
     """),
     code("""
     silver.validate(n)       # every silver table equals the independent reference computation
