@@ -317,7 +317,8 @@ def query_status(query, last_data: dict) -> dict:
         "busy": bool(now.get("isTriggerActive")),
         "message": now.get("message"),          # e.g. "Waiting for data to arrive"
         "batch_id": progress.get("batchId"),
-        "last_progress": progress.get("timestamp"),
+        "last_progress": progress.get("timestamp"),      # when its last reported trigger started
+        "last_rows": progress.get("numInputRows"),       # 0: that trigger looked and found nothing
         "last_data_batch": data.get("batchId"),
         "last_data_time": data.get("timestamp"),
         "last_data_rows": data.get("numInputRows", 0),

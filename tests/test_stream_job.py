@@ -9,7 +9,7 @@ clean stop with no new data changes no table.
 import json
 import os
 import signal
-import time
+from datetime import datetime
 
 from sbit_lib.config import Config
 from sbit_lib.job import read_status
@@ -26,23 +26,30 @@ def count(spark, config, table: str, where: str | None = None) -> int:
     return (df.where(where) if where else df).count()
 
 
-IDLE = ("Waiting for data to arrive", "Waiting for next trigger")
+def last_commit_time(config) -> float:
+    """Wall-clock time of the newest Delta commit of any table (its log file's mtime)."""
+    return max((e.stat().st_mtime for t in ALL_TABLES
+                for e in (config.table_location(t.name) / "_delta_log").glob("*.json")), default=0.0)
 
 
-def wait_until_quiet(test, config, timeout_s: float, what: str) -> None:
-    """Poll until every query has run a trigger and is idle, and no table changed for 3 s."""
-    last = {"versions": None, "since": 0.0}
+def wait_until_caught_up(test, config, timeout_s: float, what: str) -> None:
+    """Poll until every query of this job has reported a trigger that started after the newest
+    commit of any table and read no rows: each one looked again once everything upstream was
+    written, and found nothing left. (Spark reports an empty trigger at most every 10 s.)
 
-    def quiet() -> bool:
-        queries = (read_status(config) or {}).get("queries") or [{}]
-        idle = all(not q.get("busy") and q.get("message") in IDLE for q in queries)
-        versions, now = test._versions(), time.monotonic()
-        if not idle or versions != last["versions"]:
-            last.update(versions=versions, since=now)
+    Judged from the queries' own progress, not from a snapshot of "idle" messages: with 12
+    queries polling every second on a busy machine, all of them are rarely idle at one instant.
+    """
+    def caught_up() -> bool:
+        status = read_status(config) or {}
+        if status.get("pid") != test.job.pid or status.get("state") != "running":
             return False
-        return now - last["since"] >= 3.0        # three trigger intervals without a commit
+        queries, since = status.get("queries") or [], last_commit_time(config)
+        return len(queries) == QUERIES and all(
+            q.get("last_rows") == 0 and q.get("last_progress")
+            and datetime.fromisoformat(q["last_progress"]).timestamp() > since for q in queries)
 
-    wait_for(quiet, timeout_s, what)
+    wait_for(caught_up, timeout_s, what)
 
 
 def checkpoint_files(config) -> set:
@@ -82,7 +89,7 @@ def test_a_running_job_reads_landed_files_skips_half_copied_ones_and_survives_ba
                                                       for line in lines[:150] + [lines[150], lines[151]])}
     wait_for(lambda: count(spark, config, "heart_rate") == len(readings), 240, "silver heart_rate to catch up")
 
-    wait_until_quiet(test, config, 240, "every query to have processed what was landed")
+    wait_until_caught_up(test, config, 240, "every query to have processed what was landed")
     status = sbit_cli("status", *args)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "Stream job of environment 'stream_job': running" in status.stdout
@@ -99,7 +106,7 @@ def test_a_running_job_reads_landed_files_skips_half_copied_ones_and_survives_ba
     # Restart with no new data: every query looks for data once, and nothing changes.
     versions, checkpoints = test._versions(), checkpoint_files(config)
     test.start(clean=False)
-    wait_until_quiet(test, config, 180, "every query to have looked for new data and found none")
+    wait_until_caught_up(test, config, 180, "every query to have looked for new data and found none")
     test.job.process.send_signal(signal.SIGTERM)
     assert test.job.process.wait(timeout=120) == 0, test.job.log_tail()
     assert read_status(config)["state"] == "stopped"
