@@ -35,8 +35,10 @@ class HistoryLoader:
             "CAST(month AS INT) AS month", "CAST(dayofweek AS INT) AS dayofweek",
             "CAST(dayofmonth AS INT) AS dayofmonth", "CAST(dayofyear AS INT) AS dayofyear", "week_part",
         )
-        # Re-running must not add a Delta version when nothing changed.
-        if self.spark.read.table(self.table).exceptAll(rows).isEmpty() and \
+        # Re-running must not add a Delta version when nothing changed (an empty table, as
+        # after setup, is filled at once: its metadata says so without a scan).
+        empty = self.spark.sql(f"DESCRIBE DETAIL {self.table}").first()["numFiles"] == 0
+        if not empty and self.spark.read.table(self.table).exceptAll(rows).isEmpty() and \
                 rows.exceptAll(self.spark.read.table(self.table)).isEmpty():
             return DATE_LOOKUP_ROWS
         rows.write.insertInto(self.table, overwrite=True)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 from sbit_lib.config import Config
 from sbit_lib.session import create_database, create_view, get_spark, sql_str
 from sbit_lib.tables import ALL_TABLES, GYM_SUMMARY, TableDef
 from sbit_lib.validation import ValidationError
+
+SETUP_THREADS = 4
 
 
 class SetupHelper:
@@ -40,8 +43,10 @@ class SetupHelper:
         """Create the database, every table and the gym_summary view; safe to call again."""
         print(f"Setting up {self.config.db_name} in {self.config.env_root} ...")
         create_database(self.spark, self.config)
-        for table in ALL_TABLES:
-            self._create_table(table)
+        # Each CREATE is a Delta commit of its own, mostly waiting on the driver: a few at a
+        # time keep both cores busy (a fresh setup: 17 s one by one, see the commit log).
+        with ThreadPoolExecutor(max_workers=SETUP_THREADS) as pool:
+            list(pool.map(self._create_table, ALL_TABLES))
         create_view(self.spark, self.config)
         self.config.landing_zone.mkdir(parents=True, exist_ok=True)
         self.config.checkpoint_zone.mkdir(parents=True, exist_ok=True)

@@ -246,7 +246,7 @@ COURSE = [
      evolution (Q17), `MERGE`/`UPDATE`/`DELETE` (the silver upserts), `DESCRIBE HISTORY` and time
      travel, a Change Data Feed (`user_profile` → `user_bins` → gold), idempotent appends with
      `txnAppId`/`txnVersion` (Q27), file statistics for data skipping (the `Upserter`'s
-     `prune_on`), partitioning and auto compaction. And a Delta table is a streaming source and
+     `prune_on`), partitioning and compaction (`OPTIMIZE`). And a Delta table is a streaming source and
      sink, which is what chains bronze → silver → gold.
      """,
      [md("The history of `registered_users_bz` so far (set 1, the malformed file, set 2), then time travel:"),
@@ -451,8 +451,9 @@ COURSE = [
      `Upserter` reads the batch's time range before merging), always `unpersist()` in `finally`.
      **Broadcast joins**: `date_lookup`, explicitly (Q14). **Shuffle partitions**: `get_spark` sets
      `spark.sql.shuffle.partitions` to the number of cores, not 200. Also: data skipping in MERGEs
-     (`prune_on`), optimized writes off (an extra shuffle per batch), auto compaction on, FAIR pools
-     so twelve queries share the cores.
+     (`prune_on`), optimized writes off (an extra shuffle per batch), auto compaction off (a
+     small-file check after every commit cost a quarter of a run here; `OPTIMIZE` compacts on
+     demand), FAIR pools so twelve queries share the cores.
      """,
      [code("""
       perf = lessons.performance_facts(config, spark)
