@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run demo stream-test test lab jars data clean clean-lakehouse lock
+.PHONY: help setup run demo stream-test test bench lab jars data clean clean-lakehouse lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 
 test: setup ## run the test suite and every notebook (real Spark, real Delta), on two workers
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+bench: setup ## the benchmark: seven figures with their targets, written to build/bench/ (about 30 minutes)
+	$(BIN)/python -m sbit_lib.bench $(BENCH_ARGS)
 
 lab: setup ## open JupyterLab on the notebooks, with the project's kernel (start with 01-config)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --LabApp.default_url=/lab/tree/01-config.ipynb
