@@ -41,7 +41,7 @@ demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 	$(BIN)/sbit demo
 
 test: setup ## run the test suite and every notebook (real Spark, real Delta), on two workers
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: setup ## the benchmark: seven figures with their targets, written to build/bench/ (about 30 minutes)
 	$(BIN)/python -m sbit_lib.bench $(BENCH_ARGS)

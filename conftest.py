@@ -10,14 +10,17 @@ import pytest
 # earlier steps it needs (idempotent thanks to checkpoints), so they are correct in any order,
 # but on one worker, in order, each finds the earlier ones' work done.
 NARRATIVE = ("01-", "02-", "03-", "04-", "05-", "06-", "07-", "10-")
+NARRATIVE_GROUP = "narrative-notebooks"
 # A test module runs on one worker, in order (module-scoped fixtures build tables once,
 # and some tests read what an earlier one in the module wrote), except these, whose
 # tests are independent and long.
 INDEPENDENT_MODULES = ("test_restart.py",)
-# The longest items start first, so the two workers finish together.
+# The longest work starts first, so the two workers finish together (`make test` keeps
+# this order: --no-loadscope-reorder; xdist would otherwise put big groups first and these
+# one-test items last). The narrative notebooks are one group, run in order, about 9 minutes.
 SLOW_FIRST = (
-    "notebooks/08-", "tests/test_restart.py", "notebooks/09-",
-    "tests/test_stream_job.py",
+    NARRATIVE_GROUP, "notebooks/08-", "tests/test_restart.py", "notebooks/09-",
+    "tests/test_silver_gold_rules.py", "tests/test_stream_job.py", "notebooks/00-",
 )
 
 
@@ -35,7 +38,7 @@ def _group(item) -> str | None:
     path = item.nodeid.split("::")[0]
     name = path.rsplit("/", 1)[-1]
     if path.startswith("notebooks/") and name.startswith(NARRATIVE):
-        return "narrative-notebooks"
+        return NARRATIVE_GROUP
     if path.startswith("tests/") and name not in INDEPENDENT_MODULES:
         return name
     return None
@@ -45,9 +48,9 @@ def _group(item) -> str | None:
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         for position, prefix in enumerate(SLOW_FIRST):
-            if item.nodeid.startswith(prefix):
+            if item.nodeid.startswith(prefix) or _group(item) == prefix:
                 return position
-        return len(SLOW_FIRST) + (0 if _group(item) == "narrative-notebooks" else 1)
+        return len(SLOW_FIRST)
 
     items.sort(key=rank)            # stable: the order within each rank is pytest's
     for item in items:

@@ -112,8 +112,8 @@ def _duckdb_once(bpm: Path, target: Path) -> float | None:
         con.execute(f"SET threads = {os.cpu_count()}")
         con.execute(
             "COPY (SELECT * FROM read_json(?, format = 'newline_delimited', columns = {"
-            "key: 'VARCHAR', value: 'VARCHAR', topic: 'VARCHAR', partition: 'BIGINT', "
-            "offset: 'BIGINT', timestamp: 'BIGINT'})) TO '" + str(target).replace("'", "''")
+            "'key': 'VARCHAR', 'value': 'VARCHAR', 'topic': 'VARCHAR', 'partition': 'BIGINT', "
+            "'offset': 'BIGINT', 'timestamp': 'BIGINT'})) TO '" + str(target).replace("'", "''")
             + "' (FORMAT parquet)", [str(bpm)])
     return time.monotonic() - start
 
