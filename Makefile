@@ -43,7 +43,7 @@ demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 test: setup ## run the test suite and every notebook (real Spark, real Delta), on two workers
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
-bench: setup ## the benchmark: seven figures with their targets, written to build/bench/ (about 30 minutes)
+bench: setup ## the benchmark: seven figures with their targets, written to build/bench/ (long: it runs the pipeline many times)
 	$(BIN)/python -m sbit_lib.bench $(BENCH_ARGS)
 
 lab: setup ## open JupyterLab on the notebooks, with the project's kernel (start with 01-config)

@@ -127,7 +127,9 @@ def test_a_stream_job_killed_in_bronze_and_in_silver_ends_equal_to_the_reference
 
     # 2. Restarted, bronze replays it; silver's heart_rate MERGE of those readings starts: kill.
     test.start(clean=False)
-    wait_for(lambda: (bronze / "commits" / str(bpm_batch)).exists(), 300, "bronze to replay the batch")
+    wait_for(lambda: (bronze / "commits" / str(bpm_batch)).exists() or not test.job.alive(), 300,
+             "bronze to replay the batch")
+    assert test.job.alive(), f"the restarted job died; its log:\n{test.job.log_tail()}"
     app_id = json.loads((bronze / "metadata").read_text().splitlines()[0])["id"]
     bpm_version = _delta_version_of_batch(config, "kafka_multiplex_bz", app_id, bpm_batch)
     silver = config.checkpoint_dir("heart_rate")
