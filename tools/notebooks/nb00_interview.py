@@ -447,8 +447,9 @@ COURSE = [
      **Answer.** Where each pays off. **Partitioning**: only `kafka_multiplex_bz`, by `topic,
      week_part` (`sbit_lib/tables.py`): readers filter on `topic`, which becomes a partition filter;
      small tables stay unpartitioned (tiny partitions cost more than they save). **Caching**:
-     `persist()` only where a micro-batch is used twice (`_BatchWriter` splits good and bad rows,
-     `Upserter` reads the batch's time range before merging), always `unpersist()` in `finally`.
+     `persist()` only where a micro-batch is used twice (`Upserter` reads the batch's time range
+     before merging), always `unpersist()` in `finally`; bronze's `_BatchWriter` avoids a second
+     pass altogether: an `Observation` counts the malformed rows while the good rows are written.
      **Broadcast joins**: `date_lookup`, explicitly (Q14). **Shuffle partitions**: `get_spark` sets
      `spark.sql.shuffle.partitions` to the number of cores, not 200. Also: data skipping in MERGEs
      (`prune_on`), optimized writes off (an extra shuffle per batch), auto compaction off (a
