@@ -199,6 +199,21 @@ def test_a_changed_date_lookup_reaches_the_next_batch(spark, dirty):
     row = spark.table(dirty.qualified("kafka_multiplex_bz")).where("offset = 98").first()
     assert (str(row["date"]), row["week_part"]) == ("2023-03-11", "changed")
 
+def test_starting_the_multiplex_query_reads_date_lookup_ahead_of_any_batch(spark, dirty):
+    """The read overlaps Spark's start of the query: even a run with no new file (no
+    micro-batch at all) leaves date_lookup's rows cached for the first batch."""
+    from sbit_lib.bronze import _DATE_LOOKUPS
+
+    location = str(dirty.table_location("date_lookup"))
+    _DATE_LOOKUPS.pop(location, None)
+    query = Bronze(dirty, spark).consume_multiplex(once=True)
+    query.awaitTermination()
+    assert sum(p["numInputRows"] for p in query.recentProgress) == 0
+    wait_for(lambda: location in _DATE_LOOKUPS, 60, "the background read of date_lookup")
+    table = {r["date"]: r["week_part"] for r in spark.table(dirty.qualified("date_lookup")).collect()}
+    assert _DATE_LOOKUPS[location][1] == table and len(table) > 300
+
+
 # ---------------------------------------------------------------- stream mode
 
 def test_a_running_stream_picks_up_a_file_landed_while_it_runs(spark, lakehouse_home, test_data):
