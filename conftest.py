@@ -59,3 +59,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+# What the notebooks cost a user who runs them all (issue: performance): the time of every
+# nbmake item, added up and printed at the end of the run. Under xdist the reports reach
+# the controller, so this sums both workers' notebooks.
+_NOTEBOOK_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::")[0]
+    if path.startswith("notebooks/") and path.endswith(".ipynb"):
+        _NOTEBOOK_SECONDS[path] = _NOTEBOOK_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _NOTEBOOK_SECONDS:
+        each = ", ".join(f"{path.split('/')[-1].split('-')[0]} {seconds:.0f}"
+                         for path, seconds in sorted(_NOTEBOOK_SECONDS.items()))
+        terminalreporter.write_line(
+            f"notebooks under nbmake: {len(_NOTEBOOK_SECONDS)} in {sum(_NOTEBOOK_SECONDS.values()):.0f} s "
+            f"in total (s each: {each})")

@@ -17,7 +17,9 @@ Differences from the course, and why:
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,24 +37,35 @@ CORRUPT = "_corrupt_record"
 _MAX_EPOCH_SECONDS = 253_402_300_799
 
 
+_LOG = logging.getLogger(__name__)
 # location → (its commit files, date → week_part): see Bronze._date_lookup.
 _DATE_LOOKUPS: dict[str, tuple[tuple, dict]] = {}
-_DATE_LOOKUPS_LOCK = threading.Lock()
+_DATE_LOOKUP_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lookup_lock(location: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _DATE_LOOKUP_LOCKS.setdefault(location, threading.Lock())
 
 
 def _in_background(name: str, step: Callable[[], object]) -> threading.Thread:
-    """Run `step` in a daemon thread, ignoring its errors.
+    """Run `step` in a daemon thread.
 
     Used only for work a micro-batch would otherwise do itself on its critical path
-    (reading date_lookup, building a Delta table's state): if the step fails or has not
-    finished, the batch does or waits for the same work, so nothing depends on it.
+    (reading date_lookup, building a Delta table's state). If the step fails or has not
+    finished, the batch still gets what it needs: it waits for a date_lookup read under
+    way (a lock) or reads it itself, and builds the table state itself when the table has
+    changed since. So a failure is only logged, at debug level.
     """
     def run() -> None:
         try:
             step()
         except Exception:   # noqa: BLE001 - a warm-up only; the batch redoes the work
-            pass
+            _LOG.debug("background %s failed", name, exc_info=True)
 
+    # A plain thread, not pyspark's InheritableThread: called from a micro-batch, that would
+    # copy the batch's local properties (its SQL execution id among them) into the warm-up.
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
@@ -65,7 +78,8 @@ def _table_state(spark, location: str) -> Callable[[], object]:
     transactions, and Delta 4.4 builds the whole state for that (two Spark jobs, ~0.85 s
     on 2 cores, even for a new table) before it writes a row. The snapshot is shared by
     every user of the table in the JVM, so building it while the query starts (or while
-    a stream waits for its next trigger) takes that off the batch's path.
+    a stream waits for its next trigger) takes that off the batch's path, as long as the
+    table has not changed in between (else the batch builds the newer version's state).
     """
     def step():
         from delta.tables import DeltaTable
@@ -120,6 +134,7 @@ class _BatchWriter:
         self.config = bronze.config
         self.spark = bronze.spark
         self.rewarm = rewarm
+        self._warming: threading.Thread | None = None
         self.source = source
         self.transform = transform
         self.columns = [name for name, _ in parse_columns(table_def(source.table).columns)]
@@ -147,9 +162,6 @@ class _BatchWriter:
         counted = batch.observe(seen, F.count_if(F.col(CORRUPT).isNotNull()).alias("bad"))
         good = self.transform(counted.where(F.col(CORRUPT).isNull()).drop(CORRUPT))
         self._append(good.select(*self.columns), self.source.table, self.app_id(), batch_id)
-        if self.rewarm:     # a stream: build the new version's state before the next trigger
-            _in_background(f"warm {self.source.table}",
-                           _table_state(self.spark, str(self.config.table_location(self.source.table))))
         # The metric is set when the write's plan has run. When Delta skips the write (this
         # batch id was committed before a crash) nothing runs, so count the slow way instead
         # of waiting: Observation.get() would block forever.
@@ -164,6 +176,12 @@ class _BatchWriter:
             self._append(rejected, QUARANTINE.name, f"{self.app_id()}-quarantine", batch_id)
             print(f"WARNING {self.source.table}: {malformed} malformed record(s) kept in "
                   f"{self.config.qualified(QUARANTINE.name)}")
+        # A stream: build the new version's state while it waits for the next trigger (one
+        # warm-up at a time; batches that follow each other closely just do it themselves).
+        if self.rewarm and (self._warming is None or not self._warming.is_alive()):
+            self._warming = _in_background(
+                f"warm {self.source.table}",
+                _table_state(self.spark, str(self.config.table_location(self.source.table))))
 
 
 class Bronze:
@@ -172,6 +190,15 @@ class Bronze:
     def __init__(self, config: Config | None = None, spark=None):
         self.config = config or Config.resolve()
         self.spark = spark or get_spark(self.config)
+        self._warmups: list[threading.Thread] = []
+
+    def wait_for_warmups(self, timeout_s: float = 60) -> None:
+        """Wait for the background reads started with the queries (see _in_background), so
+        that none outlives a batch run (a bench repetition, a test that deletes its tables)."""
+        deadline = time.monotonic() + timeout_s
+        for thread in self._warmups:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._warmups = [t for t in self._warmups if t.is_alive()]
 
     def _read(self, source: BronzeSource) -> DataFrame:
         reader = (
@@ -193,7 +220,7 @@ class Bronze:
         # While Spark starts the query and lists the landing folder, read what the first
         # micro-batch will need anyway, each in its own thread (see _table_state).
         for step in (*prefetch, _table_state(self.spark, str(self.config.table_location(source.table)))):
-            _in_background(f"warm {source.table}", step)
+            self._warmups.append(_in_background(f"warm {source.table}", step))
         return start_foreach_batch(self.spark, self._read(source), source.query_name,
                                    self.config.checkpoint_dir(source.table),
                                    _BatchWriter(self, source, transform, rewarm=not once),
@@ -215,7 +242,7 @@ class Bronze:
         a dropped and re-created table is seen by the next batch.
         """
         location = str(self.config.table_location("date_lookup"))
-        with _DATE_LOOKUPS_LOCK:    # a batch waits for a read already under way (prefetch)
+        with _lookup_lock(location):    # a batch waits for a read already under way (prefetch)
             key = _commit_files(self.spark, location)
             cached = _DATE_LOOKUPS.get(location)
             if key and cached and cached[0] == key:
@@ -253,6 +280,7 @@ class Bronze:
         if once:
             for query in queries:
                 query.awaitTermination()
+            self.wait_for_warmups()
             print("Bronze layer completed")
         return queries
 
