@@ -27,9 +27,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m ipykernel install --sys-prefix --name sbit-lakehouse --display-name "Python 3 (sbit-lakehouse)" >/dev/null
 	@touch $@
 
-setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, generate test data
+setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, generate test data, class-data archive
 	$(BIN)/sbit jars
 	$(BIN)/sbit prepare-data
+	$(BIN)/sbit cds
 
 run: setup ## the main job: the batch test, sets 1-2 through every layer, validated, gold tables printed
 	$(BIN)/python -m sbit_lib.batch_test --sets 2

@@ -19,7 +19,8 @@ and the Spark/Delta versions:
 5. scale: sets 1..10 landed at once, one batch run: records per second, peak memory;
 6. freshness: the stream job fed sets 1-2, seconds from landing to every layer valid
    (target <= 20 s per set);
-7. start-up: a new process to a ready Spark session with Delta, first and again.
+7. start-up: a new process to a ready Spark session with Delta (one Delta write done),
+   first and again, and again without the class-data archive (``SBIT_CDS=0``).
 
 Parts that need a fresh JVM (scale, start-up, the batch test) run in child processes.
 This is a benchmark, not a test: the machine is shared and noisy, so read the ratios.
@@ -205,10 +206,10 @@ def incremental_figures(home: Path, sets: int) -> dict:
 
 
 # ------------------------------------------------------------------ child processes
-def _child(part: str, home: Path, extra: list[str] = ()) -> dict:
+def _child(part: str, home: Path, extra: list[str] = (), env: dict | None = None) -> dict:
     """Run `python -m sbit_lib.bench --part <part>` in a new process; return the JSON it prints last."""
     cmd = [sys.executable, "-m", "sbit_lib.bench", "--part", part, "--home", str(home), *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise RuntimeError(f"bench part {part} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -316,8 +317,12 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
                      f"<= {fr['target']:.0f} s per set", "met" if fr["met"] else "NOT met"))
     st = results.get("startup")
     if st:
-        rows.append(("7 start-up to a ready session with Delta (new process)",
-                     f"first {st['first_s']} s, again median {st['again_s']} s", "watch", "-"))
+        value = f"first {st['first_s']} s, again median {st['again_s']} s"
+        if "without_archive_s" in st:
+            value += (f" ({'with' if st['archive'] else 'NO'} class-data archive; without it "
+                      f"{st['without_archive_s']} s)")
+        rows.append(("7 start-up to a ready session with Delta (new process, first Delta write)",
+                     value, "watch", "-"))
     return rows
 
 
@@ -389,8 +394,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _startup(home: Path) -> dict:
-    runs = [_child("startup", home)["seconds"] for _ in range(4)]
-    return {"first_s": runs[0], "again_s": _median(runs[1:]), "all_s": runs}
+    """First start after set-up, then alternating with and without the class-data archive."""
+    from sbit_lib.cds import java_option
+
+    runs = [_child("startup", home)["seconds"] for _ in range(1)]
+    without = []
+    for _ in range(3):
+        runs.append(_child("startup", home)["seconds"])
+        without.append(_child("startup", home, env={"SBIT_CDS": "0"})["seconds"])
+    return {"first_s": runs[0], "again_s": _median(runs[1:]), "all_s": runs,
+            "archive": bool(java_option()), "without_archive_s": _median(without), "without_all_s": without}
 
 
 if __name__ == "__main__":

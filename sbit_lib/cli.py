@@ -5,7 +5,7 @@ and prints one clear line and exits non-zero on an error.
 
     sbit setup | clean | produce N | run [--stream] | validate N | sql "SELECT ..." | counts
     sbit start | status | stop          (the stream job in the background)
-    sbit jars | prepare-data | demo
+    sbit jars | prepare-data | cds | demo
 """
 
 from __future__ import annotations
@@ -152,6 +152,12 @@ def cmd_jars(args, config):
           + (" (cached)" if cached else ""))
 
 
+def cmd_cds(args, config):
+    from sbit_lib.cds import build
+
+    build(force=args.force)
+
+
 def cmd_prepare_data(args, config):
     from sbit_lib.testdata import prepare
 
@@ -222,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--via", nargs="+", choices=("ivy", "maven"), default=["ivy", "maven"])
     p.add_argument("--force", action="store_true", help="download again even if cached")
     add("prepare-data", cmd_prepare_data, "generate heart-rate sets and expected results")
+    p = add("cds", cmd_cds, "make the driver JVM's class-data archive once: faster Spark start-up (done by make setup)")
+    p.add_argument("--force", action="store_true", help="make it again even if it exists")
     add("demo", cmd_demo, "the main job: fresh environment 'demo', set 1 through every layer, validated")
     return parser
 

@@ -1,0 +1,45 @@
+"""The driver JVM's class-data archive (sbit_lib/cds.py): made by `make setup` for this JDK
+and these jars, accepted by the JVM Spark starts, and ignored when it does not match."""
+
+import os
+import subprocess
+import sys
+
+from sbit_lib import cds
+from sbit_lib.session import DEFAULT_JAVA_OPTIONS
+
+
+def test_the_archive_of_this_setup_is_accepted_by_the_jvm_spark_starts(tmp_path):
+    """-Xshare:on turns any mismatch (other JDK, other class path) into a failed start,
+    where the default, -Xshare:auto, would silently load classes the slow way."""
+    archive = cds.archive_path()
+    assert archive.is_file(), f"no class-data archive {archive}: `make setup` (sbit cds) makes it"
+    code = ("from sbit_lib.config import Config; from sbit_lib.session import get_spark; "
+            f"spark = get_spark(Config.resolve(environment='cds_t', home={str(tmp_path)!r})); "
+            "spark.range(3).write.format('delta').save(" + repr(str(tmp_path / "t")) + "); "
+            "print(spark.sparkContext._jvm.java.lang.management.ManagementFactory"
+            ".getRuntimeMXBean().getInputArguments())")
+    env = {**os.environ, "SBIT_JAVA_OPTIONS": f"{DEFAULT_JAVA_OPTIONS} -Xshare:on"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert f"-XX:SharedArchiveFile={archive}" in done.stdout and "-Xshare:on" in done.stdout
+
+
+def test_no_matching_archive_means_no_option(monkeypatch, tmp_path):
+    monkeypatch.setenv("SBIT_CDS_DIR", str(tmp_path))
+    assert cds.java_option() == ""
+    cds.archive_path().write_bytes(b"")
+    assert cds.java_option() == f"-XX:SharedArchiveFile={cds.archive_path()}"
+    monkeypatch.setenv("SBIT_CDS", "0")
+    assert cds.java_option() == ""
+
+
+def test_a_changed_jar_changes_the_archive_name(monkeypatch, tmp_path):
+    jars = [tmp_path / "a.jar", tmp_path / "b.jar"]
+    for jar in jars:
+        jar.write_bytes(b"x")
+    monkeypatch.setattr(cds, "_jars", lambda: jars)
+    before = cds.archive_path()
+    assert cds.archive_path() == before
+    jars[1].write_bytes(b"xy")
+    assert cds.archive_path() != before
