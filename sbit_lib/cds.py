@@ -109,10 +109,14 @@ def build(force: bool = False, timeout_s: int = 900) -> Path | None:
         print(f"WARNING: no class-data archive (training run failed, see {log}); Spark starts "
               "without it, only slower", file=sys.stderr)
         return None
-    for old in target.parent.glob("driver-*.jsa"):     # archives of an earlier JDK or jar set
-        if old != target:
-            old.unlink(missing_ok=True)
     os.replace(partial, target)
+    # Archives of an earlier JDK or jar set: keep the newest other one (a second checkout
+    # of the project on this machine has its own), delete the rest (~200 MB each).
+    others = sorted((p for p in target.parent.glob("driver-*.jsa") if p != target),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in others[1:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".log").unlink(missing_ok=True)
     print(f"Class-data archive written in {time.monotonic() - start:.0f} s: {target} "
           f"({target.stat().st_size / 2**20:.0f} MiB)")
     return target
