@@ -397,7 +397,7 @@ def _startup(home: Path) -> dict:
     """First start after set-up, then alternating with and without the class-data archive."""
     from sbit_lib.cds import java_option
 
-    runs = [_child("startup", home)["seconds"] for _ in range(1)]
+    runs = [_child("startup", home)["seconds"]]
     without = []
     for _ in range(3):
         runs.append(_child("startup", home)["seconds"])

@@ -7,7 +7,8 @@ command and test process pays it. Java 13+ can write the classes a run loaded in
 archive when that JVM exits (``-XX:ArchiveClassesAtExit``) and map the archive into
 later JVMs (``-XX:SharedArchiveFile``), which then skip parsing and verifying them.
 Measured on 2 cores, 3 alternating runs each: session start 9.0-10.1 s -> 5.4-5.8 s,
-first Delta write 8.5-10.0 s -> 5.3-5.7 s.
+first Delta write 8.5-10.0 s -> 5.3-5.7 s; a new process to its first Delta write
+(``make bench``, figure 7) 24.7 s -> 13.9 s.
 
 ``make setup`` runs ``sbit cds`` once: a short training run in a new JVM (set-up of a
 throw-away environment, one small set through every layer, a stream and a MERGE), whose
@@ -144,9 +145,9 @@ def train() -> None:
         gateway = spark.sparkContext._gateway
         jvm = spark.sparkContext._jvm
         spark.stop()
-        # The archive is written when the JVM exits. Left alone, it outlives this process
-        # by minutes (it waits for the streams' idle non-daemon threads), so end it now
-        # and wait (the JVM is this process's child) until it has written the archive.
+        # The archive is written when the JVM exits. Left alone, this JVM outlived its
+        # Python process by about two minutes after the streams had run, so end it now and
+        # wait (the JVM is this process's child) until it has written the archive.
         try:
             jvm.java.lang.System.exit(0)
         except Exception:   # noqa: BLE001 - the JVM exits under the call: the connection drops

@@ -48,7 +48,8 @@ def _builder(config: Config) -> SparkSession.Builder:
     # half the time. SBIT_JAVA_OPTIONS="" restores the JVM's default tiered compilation.
     extra = os.environ.get("SBIT_JAVA_OPTIONS", DEFAULT_JAVA_OPTIONS)
     # The class-data archive `make setup` made for this JDK and these jars, if any
-    # (sbit_lib/cds.py): start-up about 8 s shorter on 2 cores.
+    # (sbit_lib/cds.py): a new process reached its first Delta write in 14 s instead of
+    # 25 s on 2 cores (make bench, figure 7).
     java_opts = f"-Dlog4j2.configurationFile=file:{log4j} {extra} {cds.java_option()}".strip()
     return (
         SparkSession.builder.appName(f"sbit-{config.environment}")
