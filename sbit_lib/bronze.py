@@ -103,26 +103,33 @@ def _commit_files(spark, location: str) -> tuple:
 
 @dataclass(frozen=True)
 class BronzeSource:
-    """One bronze stream: landing folder, file format, schema, query name and pool."""
+    """One bronze stream: landing folder, file format, schema, query name and pool.
+
+    ``warm_state``: build the table's Delta state ahead of its micro-batches (see
+    _table_state). Only the heart-rate table's batches are long enough to gain from it;
+    for the two small tables it would only add Spark jobs.
+    """
 
     table: str
     fmt: str
     schema: str
     query_name: str
     pool: str
+    warm_state: bool = False
 
 
-def _source(table: str, fmt: str, pool: str, derived: tuple[str, ...]) -> BronzeSource:
+def _source(table: str, fmt: str, pool: str, derived: tuple[str, ...], warm_state: bool = False) -> BronzeSource:
     """A source whose file schema is its table's columns less the ones bronze adds."""
     columns = [c for c in table_def(table).columns.split(", ") if c.split()[0] not in derived]
-    return BronzeSource(table, fmt, ", ".join(columns), f"{table}_ingestion_stream", pool)
+    return BronzeSource(table, fmt, ", ".join(columns), f"{table}_ingestion_stream", pool, warm_state)
 
 
 _ADDED = ("load_time", "source_file")
 SOURCES = {
     "registered_users_bz": _source("registered_users_bz", "csv", "bronze_p1", _ADDED),
     "gym_logins_bz": _source("gym_logins_bz", "csv", "bronze_p1", _ADDED),
-    "kafka_multiplex_bz": _source("kafka_multiplex_bz", "json", "bronze_p2", _ADDED + ("date", "week_part")),
+    "kafka_multiplex_bz": _source("kafka_multiplex_bz", "json", "bronze_p2", _ADDED + ("date", "week_part"),
+                                  warm_state=True),
 }
 
 
@@ -131,9 +138,10 @@ class _BatchWriter:
 
     def __init__(self, bronze: "Bronze", source: BronzeSource, transform: Callable[[DataFrame], DataFrame],
                  rewarm: bool = False):
+        self.bronze = bronze
         self.config = bronze.config
         self.spark = bronze.spark
-        self.rewarm = rewarm
+        self.rewarm = rewarm and source.warm_state
         self._warming: threading.Thread | None = None
         self.source = source
         self.transform = transform
@@ -179,9 +187,9 @@ class _BatchWriter:
         # A stream: build the new version's state while it waits for the next trigger (one
         # warm-up at a time; batches that follow each other closely just do it themselves).
         if self.rewarm and (self._warming is None or not self._warming.is_alive()):
-            self._warming = _in_background(
+            self._warming = self.bronze._track(_in_background(
                 f"warm {self.source.table}",
-                _table_state(self.spark, str(self.config.table_location(self.source.table))))
+                _table_state(self.spark, str(self.config.table_location(self.source.table)))))
 
 
 class Bronze:
@@ -191,14 +199,24 @@ class Bronze:
         self.config = config or Config.resolve()
         self.spark = spark or get_spark(self.config)
         self._warmups: list[threading.Thread] = []
+        self._warmups_lock = threading.Lock()     # stream writers add re-warms from their threads
+
+    def _track(self, thread: threading.Thread) -> threading.Thread:
+        with self._warmups_lock:
+            self._warmups = [t for t in self._warmups if t.is_alive()] + [thread]
+        return thread
 
     def wait_for_warmups(self, timeout_s: float = 60) -> None:
-        """Wait for the background reads started with the queries (see _in_background), so
-        that none outlives a batch run (a bench repetition, a test that deletes its tables)."""
+        """Wait for the background reads started with the queries or after a stream's
+        micro-batch (see _in_background), so that none outlives a run (a bench repetition,
+        a test that deletes its tables)."""
         deadline = time.monotonic() + timeout_s
-        for thread in self._warmups:
+        with self._warmups_lock:
+            threads = list(self._warmups)
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._warmups = [t for t in self._warmups if t.is_alive()]
+        with self._warmups_lock:
+            self._warmups = [t for t in self._warmups if t.is_alive()]
 
     def _read(self, source: BronzeSource) -> DataFrame:
         reader = (
@@ -219,8 +237,10 @@ class Bronze:
         self.config.landing_zone.joinpath(source.table).mkdir(parents=True, exist_ok=True)
         # While Spark starts the query and lists the landing folder, read what the first
         # micro-batch will need anyway, each in its own thread (see _table_state).
-        for step in (*prefetch, _table_state(self.spark, str(self.config.table_location(source.table)))):
-            self._warmups.append(_in_background(f"warm {source.table}", step))
+        if source.warm_state:
+            prefetch = (*prefetch, _table_state(self.spark, str(self.config.table_location(source.table))))
+        for step in prefetch:
+            self._track(_in_background(f"warm {source.table}", step))
         return start_foreach_batch(self.spark, self._read(source), source.query_name,
                                    self.config.checkpoint_dir(source.table),
                                    _BatchWriter(self, source, transform, rewarm=not once),

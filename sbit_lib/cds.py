@@ -96,7 +96,7 @@ def build(force: bool = False, timeout_s: int = 900) -> Path | None:
     options = os.environ.get("SBIT_JAVA_OPTIONS", DEFAULT_JAVA_OPTIONS)
     env = {**os.environ, "SBIT_CDS": "0", "SBIT_SPARK_UI": "false",
            "SBIT_JAVA_OPTIONS": f"{options} -XX:ArchiveClassesAtExit={partial}".strip()}
-    print("Making the class-data archive (a short training run, about 2 minutes once) ...", flush=True)
+    print("Making the class-data archive (a short training run, about 2.5 minutes once) ...", flush=True)
     start = time.monotonic()
     with log.open("w") as out:
         try:
