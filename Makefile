@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run demo stream-test test bench lab jars data clean clean-lakehouse lock
+.PHONY: help setup run demo stream-test test bench cluster-test lab jars data clean clean-lakehouse lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test: setup ## run the test suite and every notebook (real Spark, real Delta), o
 
 bench: setup ## the benchmark: seven figures with their targets, written to build/bench/ (long: it runs the pipeline many times)
 	$(BIN)/python -m sbit_lib.bench $(BENCH_ARGS)
+
+cluster-test: setup ## the batch test's sets 1-2 locally and on a local standalone cluster (master + 2 workers), same tables
+	$(BIN)/python -m sbit_lib.cluster --sets 2
 
 lab: setup ## open JupyterLab on the notebooks, with the project's kernel (start with 01-config)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --LabApp.default_url=/lab/tree/01-config.ipynb

@@ -20,7 +20,7 @@ STEPS = ("setup", "bronze", "silver", "gold")
 
 
 def lesson_config(environment: str = "", home: str = "", test_data: str = "", mode: str = "",
-                  as_of: str = "") -> Config:
+                  as_of: str = "", spark_master: str = "") -> Config:
     """The notebooks' Config: ``Config.resolve``, with ages computed as of the expected results' date.
 
     user_bins holds each user's age bin, so a check against the expected results needs the
@@ -33,7 +33,7 @@ def lesson_config(environment: str = "", home: str = "", test_data: str = "", mo
     if not as_of and not os.environ.get("SBIT_AS_OF"):
         as_of = Expectations.load(Config.resolve(test_data=test_data or None).test_data).as_of.isoformat()
     return Config.resolve(environment=environment or None, home=home or None, test_data=test_data or None,
-                          mode=mode or None, as_of=as_of or None)
+                          mode=mode or None, as_of=as_of or None, spark_master=spark_master or None)
 
 
 def relative(config: Config, path) -> str:

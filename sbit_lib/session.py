@@ -19,7 +19,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from sbit_lib import cds
-from sbit_lib.config import Config
+from sbit_lib.config import Config, ConfigError
 from sbit_lib.jars import delta_jars
 from sbit_lib.java import ensure_java_home
 from sbit_lib.tables import ALL_TABLES, GYM_SUMMARY, GYM_SUMMARY_SQL, TABLES
@@ -51,7 +51,7 @@ def _builder(config: Config) -> SparkSession.Builder:
     # (sbit_lib/cds.py): a new process reached its first Delta write in 14 s instead of
     # 25 s on 2 cores (make bench, figure 7).
     java_opts = f"-Dlog4j2.configurationFile=file:{log4j} {extra} {cds.java_option()}".strip()
-    return (
+    builder = (
         SparkSession.builder.appName(f"sbit-{config.environment}")
         .master(config.spark_master)
         .config("spark.jars", jars)
@@ -79,6 +79,20 @@ def _builder(config: Config) -> SparkSession.Builder:
         .config("spark.ui.enabled", str(config.spark_ui).lower())
         .config("spark.ui.showConsoleProgress", "false")
     )
+    if config.spark_master.startswith("spark://") and os.environ.get("SBIT_DYNAMIC_ALLOCATION", "") != "false":
+        # A standalone cluster gives an application every free core until it ends. The batch
+        # test's notebook waits while the 07-run it starts (another application) works, so
+        # an application gives back executors it has not used for 10 s (their shuffle files
+        # 30 s) and asks again when it has tasks: without it 07-run would wait for ever.
+        # These override the cluster's spark-defaults.conf; SBIT_DYNAMIC_ALLOCATION=false
+        # leaves allocation to the cluster's settings.
+        for key, value in (("spark.dynamicAllocation.enabled", "true"),
+                           ("spark.dynamicAllocation.shuffleTracking.enabled", "true"),
+                           ("spark.dynamicAllocation.executorIdleTimeout", "10s"),
+                           ("spark.dynamicAllocation.shuffleTracking.timeout", "30s"),
+                           ("spark.dynamicAllocation.cachedExecutorIdleTimeout", "30s")):
+            builder = builder.config(key, value)
+    return builder
 
 
 def get_spark(config: Config | None = None) -> SparkSession:
@@ -91,12 +105,21 @@ def get_spark(config: Config | None = None) -> SparkSession:
     config = config or Config.resolve()
     spark = SparkSession.getActiveSession()
     if spark is None:
+        partitions = os.environ.get("SBIT_SHUFFLE_PARTITIONS", "")
+        if partitions and (not partitions.isdigit() or int(partitions) < 1):
+            raise ConfigError(f"SBIT_SHUFFLE_PARTITIONS={partitions!r} is not a positive whole number "
+                              "(the shuffle partitions of every query; unset: one per core in local mode)")
         ensure_java_home()
         os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
         spark = _builder(config).getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")
-        # One shuffle partition per core: the default 200 makes tiny tasks on a laptop.
-        spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
+        # One shuffle partition per core: the default 200 makes tiny tasks on a laptop. On a
+        # cluster the cores are not known when the session starts (executors come later),
+        # so Spark's setting stays unless SBIT_SHUFFLE_PARTITIONS gives one.
+        if partitions:
+            spark.conf.set("spark.sql.shuffle.partitions", partitions)
+        elif config.spark_master.startswith("local"):
+            spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
     register_tables(spark, config)
     return spark
 

@@ -81,3 +81,18 @@ def test_the_notebooks_are_what_tools_make_notebooks_writes():
              if not (NOTEBOOKS / name).exists()
              or nbformat.writes(nb).strip() != (NOTEBOOKS / name).read_text().strip()]
     assert stale == [], f"regenerate with `python tools/make_notebooks.py`: {stale}"
+
+
+@pytest.mark.parametrize("path", committed(), ids=lambda p: p.name)
+def test_papermill_can_read_every_parameter_line(path):
+    """papermill reads the `parameters` cell line by line and skips (with a warning) any line
+    with a second `=`, e.g. in its comment; such a parameter loses its type and help."""
+    from papermill.translators import PythonTranslator
+
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "every notebook takes its settings from one parameters cell"
+    parsed = {p.name for p in PythonTranslator.inspect(cells[0])}
+    assigned = {line.split("=")[0].strip() for line in cells[0].source.splitlines()
+                if "=" in line and not line.lstrip().startswith("#")}
+    assert parsed == assigned

@@ -636,8 +636,8 @@ def _cells() -> list:
         `sbit_lib/lessons.py`, so each cell stays narrative → call → visible result.
         """),
         parameters('environment = "interview"   # its own environment: cleaned at the start\n'
-                   'home = ""                   # "" = SBIT_HOME or ./lakehouse\n'
-                   'test_data = ""              # "" = SBIT_TEST_DATA or ./test_data (the course\'s files)'),
+                   'home = ""                   # empty: SBIT_HOME or ./lakehouse\n'
+                   'test_data = ""              # empty: SBIT_TEST_DATA or ./test_data (the course\'s files)'),
         code("""
         from sbit_lib import lessons
         from sbit_lib.config import Config

@@ -35,8 +35,8 @@ NOTEBOOK = notebook([
     """),
     parameters("""
     environment = "dev"      # the course's Environment widget
-    home = ""                # "" = $SBIT_HOME, else ./lakehouse
-    test_data = ""           # "" = $SBIT_TEST_DATA, else ./test_data
+    home = ""                # empty: SBIT_HOME, else ./lakehouse
+    test_data = ""           # empty: SBIT_TEST_DATA, else ./test_data
     """),
     md("""
     ## Resolve the configuration

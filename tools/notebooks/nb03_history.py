@@ -28,7 +28,7 @@ NOTEBOOK = notebook([
     environment = "dev"
     home = ""
     test_data = ""
-    as_of = ""               # "" = $SBIT_AS_OF, else the expected results' date (ages in user_bins)
+    as_of = ""               # empty: SBIT_AS_OF, else the expected results' date (ages in user_bins)
     """),
     code("""
     from sbit_lib.explore import lesson_config

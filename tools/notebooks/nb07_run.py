@@ -32,15 +32,16 @@ NOTEBOOK = notebook([
         "trigger, so a landed file reaches gold a few triggers later. The queries run in the course's "
         "FAIR scheduler pools, so a big heart-rate batch does not starve the small streams."),
     parameters('environment = "dev"\nrun_type = "once"          # once | stream\n'
-               'processing_time = "5 seconds"\nmode = ""                  # "" = SBIT_MODE or default; '
-               'default | course\nhome = ""                  # "" = SBIT_HOME or ./lakehouse\n'
-               'test_data = ""             # "" = SBIT_TEST_DATA or ./test_data\n'
-               'as_of = ""                 # "" = SBIT_AS_OF, else the expected results\' date (ages in user_bins)'),
+               'processing_time = "5 seconds"\nmode = ""                  # default | course (empty: SBIT_MODE, '
+               'else default)\nhome = ""                  # empty: SBIT_HOME or ./lakehouse\n'
+               'test_data = ""             # empty: SBIT_TEST_DATA or ./test_data\n'
+               'as_of = ""                 # empty: SBIT_AS_OF, else the expected results\' date (ages in user_bins)\n'
+               'spark_master = ""          # empty: SBIT_SPARK_MASTER, else local mode, e.g. spark://host:7077'),
     new_code_cell(
         "from sbit_lib.explore import lesson_config\nfrom sbit_lib.job import run_job\nfrom sbit_lib.run import run\n\n"
         "if run_type not in (\"once\", \"stream\"):\n"
         "    raise ValueError(f\"run_type must be 'once' or 'stream', got {run_type!r}\")\n"
-        "config = lesson_config(environment, home, test_data, mode=mode, as_of=as_of)\n"
+        "config = lesson_config(environment, home, test_data, mode=mode, as_of=as_of, spark_master=spark_master)\n"
         "if run_type == \"once\":\n"
         "    queries = run(config, once=True)\n"
         "else:   # blocks until `sbit stop`; the queries are stopped when it returns\n"

@@ -24,7 +24,8 @@ NOTEBOOK = notebook([
         "    V1 --> P2[produce set 2] --> R2[papermill 07-run] --> V2[validate<br/>every layer]\n"
         "```"),
     parameters('environment = "batch_test"\nsets = 2\nmode = "default"          # default | course\n'
-               'home = ""\ntest_data = ""\nkeep_tables = False     # True: leave the tables for inspection',
+               'home = ""\ntest_data = ""\nkeep_tables = False     # True: leave the tables for inspection\n'
+               'spark_master = ""        # empty: SBIT_SPARK_MASTER, else local mode (passed on to 07-run)',
                # CI runs set 1 in course mode here (against the course's own gym_summary);
                # default mode runs on both sets in tests/test_restart.py (and in `make run`).
                ci={"mode": "course", "sets": 1}),
@@ -37,7 +38,8 @@ NOTEBOOK = notebook([
         "from sbit_lib.silver import Silver\n\n"
         "# Ages are computed as of the date the expected results were computed for.\n"
         "as_of = Expectations.load(Config.resolve(test_data=test_data).test_data).as_of.isoformat()\n"
-        "config = Config.resolve(environment=environment, mode=mode, home=home, test_data=test_data, as_of=as_of)\n"
+        "config = Config.resolve(environment=environment, mode=mode, home=home, test_data=test_data, as_of=as_of,\n"
+        "                        spark_master=spark_master)\n"
         "spark = get_spark(config)\nbuild = PROJECT_ROOT / \"build\"\nbuild.mkdir(exist_ok=True)\n"
         "print(f\"Batch test of {config.db_name}, mode {config.mode}, sets 1..{sets}\")"),
     new_code_cell(
@@ -51,7 +53,8 @@ NOTEBOOK = notebook([
         "        str(PROJECT_ROOT / \"notebooks\" / \"07-run.ipynb\"),\n"
         "        str(build / f\"07-run-{config.environment}-set{n}.ipynb\"),\n"
         "        parameters=dict(environment=config.environment, run_type=\"once\", mode=config.mode,\n"
-        "                        home=str(config.home), test_data=str(config.test_data), as_of=as_of),\n"
+        "                        home=str(config.home), test_data=str(config.test_data), as_of=as_of,\n"
+        "                        spark_master=config.spark_master),\n"
         "        cwd=str(PROJECT_ROOT / \"notebooks\"), progress_bar=False)\n"
         "    Bronze(config, spark).validate(n)\n"
         "    Silver(config, spark).validate(n)\n"

@@ -31,7 +31,7 @@ NOTEBOOK = notebook([
     environment = "dev"
     home = ""
     test_data = ""
-    as_of = ""               # "" = $SBIT_AS_OF, else the expected results' date (ages in user_bins)
+    as_of = ""               # empty: SBIT_AS_OF, else the expected results' date (ages in user_bins)
     set_number = 2           # land sets 1..set_number (the course's producer takes one set number)
     """),
     code("""
