@@ -61,13 +61,13 @@ def _quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def _fresh(name: str, home: Path) -> Config:
+def _fresh(name: str, home: Path, **settings) -> Config:
     """A clean, set-up environment `name` (set-up is not part of any timing)."""
     from sbit_lib.run import ensure_setup
     from sbit_lib.session import get_spark
     from sbit_lib.setup_helper import SetupHelper
 
-    config = Config.resolve(environment=name, home=home)
+    config = Config.resolve(environment=name, home=home, **settings)
     spark = get_spark(config)
     _quiet(SetupHelper(config, spark).cleanup)
     _quiet(ensure_setup, config, spark)
@@ -206,13 +206,37 @@ def incremental_figures(home: Path, sets: int) -> dict:
 
 
 # ------------------------------------------------------------------ child processes
+def run_child(module: str, args: list[str], env: dict, log: Path, what: str, timeout_s: float = 1800) -> dict:
+    """Run ``python -m <module> <args>`` in a new process; return the JSON line it prints last.
+
+    Its standard error goes to `log`; a failure names `what` and ends with the log's tail.
+    On a timeout, Ctrl-C or SIGTERM the child is asked to stop (SIGTERM, so it can stop what
+    it started, e.g. a stream job) and killed after 120 s.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=err,
+                                text=True, cwd=PROJECT_ROOT, env=env)
+        try:
+            stdout, _ = proc.communicate(timeout=timeout_s)
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}); the end of its log {log}:\n{tail}")
+    return json.loads(lines[-1])
+
+
 def _child(part: str, home: Path, extra: list[str] = (), env: dict | None = None) -> dict:
     """Run `python -m sbit_lib.bench --part <part>` in a new process; return the JSON it prints last."""
-    cmd = [sys.executable, "-m", "sbit_lib.bench", "--part", part, "--home", str(home), *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})})
-    if done.returncode != 0:
-        raise RuntimeError(f"bench part {part} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child("sbit_lib.bench", ["--part", part, "--home", str(home), *extra],
+                     {**os.environ, **(env or {})}, OUT / "logs" / f"{part}.log", f"bench part {part}")
 
 
 def part_startup(home: Path) -> dict:

@@ -29,7 +29,7 @@ from sbit_lib.config import Config
 from sbit_lib.session import get_spark
 from sbit_lib.streaming import start_foreach_batch
 from sbit_lib.tables import QUARANTINE, parse_columns, table_def
-from sbit_lib.validation import ValidationError, assert_count
+from sbit_lib.validation import assert_count
 
 CORRUPT = "_corrupt_record"
 # Kafka timestamps outside year 1970..9999 get a NULL date instead of an ANSI overflow

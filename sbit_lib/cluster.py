@@ -149,7 +149,12 @@ class LocalCluster:
                            f"after {time.monotonic() - started:.0f} s; logs in {self.logs}")
 
     def stop(self) -> None:
-        """End every process of the cluster (SIGTERM, then SIGKILL after 20 s)."""
+        """End every process of the cluster.
+
+        Each master and worker leads a process group (with the executors it started): the
+        group gets SIGTERM; once its leader has exited, or after 20 s, whatever is left in
+        the group gets SIGKILL.
+        """
         for proc in self._procs:
             if proc.poll() is None:
                 try:
@@ -179,25 +184,25 @@ class LocalCluster:
 
 # ------------------------------------------------------------------ the batch run in one process
 def batch_run(environment: str, home: Path, sets: int) -> dict:
-    """The batch test's steps in this process; return layer times per set and a digest per table."""
+    """08-batch-test's loop in one application; return layer times per set and a digest per table.
+
+    A clean environment, then for sets 1..`sets`: land the set, run every layer once,
+    validate every layer against the expected results.
+    """
     import hashlib
 
-    from sbit_lib.bench import _quiet, timed_run
+    from sbit_lib.bench import _fresh, _quiet, timed_run
     from sbit_lib.bronze import Bronze
     from sbit_lib.config import Config
     from sbit_lib.expectations import Expectations
     from sbit_lib.gold import Gold
     from sbit_lib.producer import Producer
-    from sbit_lib.run import ensure_setup
     from sbit_lib.session import get_spark
     from sbit_lib.setup_helper import SetupHelper
     from sbit_lib.silver import Silver
 
-    as_of = Expectations.load(Config.resolve().test_data).as_of
-    config = Config.resolve(environment=environment, home=home, as_of=as_of)
+    config = _fresh(environment, home, as_of=Expectations.load(Config.resolve().test_data).as_of)
     spark = get_spark(config)
-    _quiet(SetupHelper(config, spark).cleanup)
-    _quiet(ensure_setup, config, spark)
     runs = []
     for n in range(1, sets + 1):
         _quiet(Producer(config).produce, n)
@@ -205,6 +210,7 @@ def batch_run(environment: str, home: Path, sets: int) -> dict:
         for layer in (Bronze, Silver, Gold):
             _quiet(layer(config, spark).validate, n)     # raises ValidationError with the difference
         runs.append({"set": n, "total_s": run["total_s"], "layers": run["layers"]})
+
     def canonical(row) -> str:
         # Doubles rounded to 9 digits: an average may be summed in another order on executors.
         return json.dumps({k: round(v, 9) if isinstance(v, float) else v for k, v in row.asDict().items()},
@@ -257,32 +263,16 @@ def stream_run(environment: str, home: Path, sets: int, master: str) -> dict:
 def _child(environment: str, home: Path, sets: int, master: str | None, log: Path, stream: bool = False,
            timeout_s: float = 1800) -> dict:
     """Run one part in a new process; return the JSON it prints last."""
+    from sbit_lib.bench import run_child
+
     env = {**os.environ, **LOOPBACK, "SBIT_SPARK_UI": "false"}
     env.pop("SBIT_SPARK_MASTER", None)
     if master:
         # Two cores in all: as many shuffle partitions, as local mode has (see session.py).
         env.update(SBIT_SPARK_MASTER=master, SBIT_SHUFFLE_PARTITIONS="2")
-    cmd = [sys.executable, "-m", "sbit_lib.cluster", "--part", environment, "--home", str(home),
-           "--sets", str(sets)] + (["--stream"] if stream else [])
-    with log.open("w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-        try:
-            stdout, _ = proc.communicate(timeout=timeout_s)
-        except BaseException:
-            # Ctrl-C, our SIGTERM or the timeout: let the child stop what it started (the
-            # stream job) before the cluster goes away.
-            proc.terminate()
-            try:
-                proc.wait(120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"the {'cluster' if master else 'local'} {'stream' if stream else 'batch'} run "
-                           f"failed (exit {proc.returncode}); the end of its log {log}:\n{tail}")
-    return json.loads(lines[-1])
+    args = ["--part", environment, "--home", str(home), "--sets", str(sets)] + (["--stream"] if stream else [])
+    what = f"the {'cluster' if master else 'local'} {'stream' if stream else 'batch'} run"
+    return run_child("sbit_lib.cluster", args, env, log, what, timeout_s)
 
 
 def report(local: dict, cluster: dict) -> tuple[str, list[str]]:

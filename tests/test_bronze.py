@@ -4,9 +4,7 @@ reference computation (sbit_lib.reference), never from Spark."""
 
 import json
 
-import pandas as pd
 import pytest
-from pyspark.sql import functions as F
 
 from sbit_lib.bronze import SOURCES, Bronze, _BatchWriter
 from sbit_lib.expectations import Expectations
