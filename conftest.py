@@ -27,7 +27,8 @@ SLOW_FIRST = (
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     os.environ["SBIT_SPARK_UI"] = "false"
-    for name in ("SBIT_ENV", "SBIT_MODE"):      # a developer's own settings must not change the tests
+    # a developer's own settings must not change the tests
+    for name in ("SBIT_ENV", "SBIT_MODE", "SBIT_DATA_ZONE", "SBIT_CHECKPOINT_ZONE"):
         os.environ.pop(name, None)
     # Notebook kernels started by nbmake and papermill inherit this environment. Under xdist
     # every worker has its own temporary folder, hence its own lakehouse.

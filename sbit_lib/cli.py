@@ -20,7 +20,8 @@ from sbit_lib.config import Config, ConfigError
 
 def _config(args) -> Config:
     return Config.resolve(environment=args.env, home=args.home, test_data=args.test_data,
-                          mode=args.mode, as_of=args.as_of, spark_master=args.spark_master)
+                          mode=args.mode, as_of=args.as_of, spark_master=args.spark_master,
+                          data_root=args.data_zone, checkpoint_root=args.checkpoint_zone)
 
 
 def _spark(config: Config):
@@ -197,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--mode", help="default | course (SBIT_MODE)")
     common.add_argument("--as-of", help="date ages are computed at, YYYY-MM-DD (SBIT_AS_OF)")
     common.add_argument("--spark-master", help="Spark master URL (SBIT_SPARK_MASTER, default local[*])")
+    common.add_argument("--data-zone", help="root of the data zone, a folder or a URL such as s3a://bucket/sbit; "
+                        "each environment gets a folder below it (SBIT_DATA_ZONE, default <home>/<env>/data)")
+    common.add_argument("--checkpoint-zone", help="root of the checkpoint zone, a folder or a URL "
+                        "(SBIT_CHECKPOINT_ZONE, default <home>/<env>/checkpoints)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_text):

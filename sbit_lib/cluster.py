@@ -16,9 +16,11 @@ What the executors need and how they get it (nothing is installed on the workers
 * the same Python: the driver sets ``PYSPARK_PYTHON`` to its own interpreter, which the
   executors use for Python workers (here the same machine, so the same ``.venv``; on a
   real cluster the same Python and packages must exist on every node at that path);
-* the data and checkpoints: one path every process can read and write. On one machine
-  that is a local folder; on several machines it is a shared file system or an object
-  store URL.
+* the data and checkpoints: one place every process can read and write. On several
+  machines that is a shared file system or an object store URL; here the cluster runs get
+  them as ``file:///`` URLs (``SBIT_DATA_ZONE``, ``SBIT_CHECKPOINT_ZONE``), so the
+  producer, set-up and clean-up take the code path an ``s3a://`` zone would
+  (``sbit_lib/storage.py``), and local mode keeps plain folders.
 """
 
 from __future__ import annotations
@@ -267,9 +269,15 @@ def _child(environment: str, home: Path, sets: int, master: str | None, log: Pat
 
     env = {**os.environ, **LOOPBACK, "SBIT_SPARK_UI": "false"}
     env.pop("SBIT_SPARK_MASTER", None)
+    for name in ("SBIT_DATA_ZONE", "SBIT_CHECKPOINT_ZONE"):
+        env.pop(name, None)
     if master:
         # Two cores in all: as many shuffle partitions, as local mode has (see session.py).
-        env.update(SBIT_SPARK_MASTER=master, SBIT_SHUFFLE_PARTITIONS="2")
+        # The zones as URLs, as a cluster of several machines would name them (s3a://,
+        # abfss://): the producer, set-up and clean-up go through Hadoop's file system.
+        env.update(SBIT_SPARK_MASTER=master, SBIT_SHUFFLE_PARTITIONS="2",
+                   SBIT_DATA_ZONE=(home / "zones" / "data").as_uri(),
+                   SBIT_CHECKPOINT_ZONE=(home / "zones" / "checkpoints").as_uri())
     args = ["--part", environment, "--home", str(home), "--sets", str(sets)] + (["--stream"] if stream else [])
     what = f"the {'cluster' if master else 'local'} {'stream' if stream else 'batch'} run"
     return run_child("sbit_lib.cluster", args, env, log, what, timeout_s)
@@ -318,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     print("Starting a standalone cluster: 1 master, 2 workers with 1 core each ...", flush=True)
     with LocalCluster(workers=2, cores=1) as cluster:
         print(f"  {cluster.master_url} (master UI {cluster.ui_url}); logs in {cluster.logs}", flush=True)
-        print("On the cluster: the same sets and checks ...", flush=True)
+        print("On the cluster: the same sets and checks, data and checkpoint zones as file:/// URLs ...",
+              flush=True)
         remote = _child("cluster_remote", home, args.sets, cluster.master_url, BUILD / "cluster.log")
         print("The stream job on the cluster: start, feed set 1, validate every layer, stop ...", flush=True)
         stream = _child("cluster_stream", home, 1, cluster.master_url, BUILD / "stream.log", stream=True)

@@ -5,9 +5,16 @@ location comes from configuration, resolved in this order:
 
 1. explicit arguments (notebook / papermill parameters, ``sbit --env ...``),
 2. environment variables (``SBIT_HOME``, ``SBIT_ENV``, ``SBIT_TEST_DATA``,
-   ``SBIT_MODE``, ``SBIT_AS_OF``, ``SBIT_SPARK_MASTER``; ``SBIT_SPARK_UI=false``
-   turns the Spark UI off, as the tests do),
+   ``SBIT_MODE``, ``SBIT_AS_OF``, ``SBIT_SPARK_MASTER``, ``SBIT_DATA_ZONE``,
+   ``SBIT_CHECKPOINT_ZONE``; ``SBIT_SPARK_UI=false`` turns the Spark UI off, as the
+   tests do),
 3. defaults: everything under ``<project>/lakehouse/``.
+
+The data zone (landing files and Delta tables) and the checkpoint zone may live
+elsewhere, as a local folder or a Hadoop-compatible URL (``file:///shared/sbit``,
+``s3a://bucket/sbit``): ``SBIT_DATA_ZONE`` / ``SBIT_CHECKPOINT_ZONE`` name a root,
+and each environment gets a folder of its own below it. A zone given as a URL is a
+:class:`sbit_lib.storage.HadoopPath`, a local one a :class:`pathlib.Path`.
 
 Example::
 
@@ -23,6 +30,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sbit_lib.storage import HadoopPath, Zone, as_zone, is_url
 
 MODES = ("default", "course")
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
@@ -44,6 +53,28 @@ def _pick(explicit, env_var: str, default):
         return explicit
     value = os.environ.get(env_var)
     return value if value not in (None, "") else default
+
+
+def _root(value) -> str | None:
+    """A zone root as given: a URL unchanged, a local path made absolute."""
+    if value is None or value == "":
+        return None
+    return str(value) if is_url(value) else str(Path(value).expanduser().resolve())
+
+
+def _check_root(value: str | None, var: str) -> None:
+    if value is None:
+        return
+    if is_url(value):
+        try:
+            HadoopPath(value)
+        except ValueError as error:
+            raise ConfigError(f"{var}={value!r} is not a usable URL: {error}") from None
+        if value.lower().startswith("file:") and not value[5:].startswith("/"):
+            raise ConfigError(f"{var}={value!r}: a file: URL needs an absolute path, e.g. file:///shared/sbit")
+    elif not Path(value).is_absolute():
+        raise ConfigError(f"{var}={value!r} must be an absolute folder or a URL such as "
+                          "file:///shared/sbit or s3a://bucket/sbit")
 
 
 def _parse_as_of(value) -> dt.date | None:
@@ -71,6 +102,8 @@ class Config:
     max_files_per_trigger: int = 1000
     bronze_max_files_per_trigger: int = 1
     spark_ui: bool = True
+    data_root: str | None = None
+    checkpoint_root: str | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +125,8 @@ class Config:
         for name in ("home", "test_data"):
             if not Path(getattr(self, name)).is_absolute():
                 raise ConfigError(f"{name} must be an absolute path after resolution")
+        for name, var in (("data_root", "SBIT_DATA_ZONE"), ("checkpoint_root", "SBIT_CHECKPOINT_ZONE")):
+            _check_root(getattr(self, name), var)
 
     @classmethod
     def resolve(
@@ -114,6 +149,8 @@ class Config:
             mode=str(_pick(mode, "SBIT_MODE", "default")),
             as_of=_parse_as_of(_pick(as_of, "SBIT_AS_OF", None)),
             spark_master=str(_pick(spark_master, "SBIT_SPARK_MASTER", "local[*]")),
+            data_root=_root(_pick(overrides.pop("data_root", None), "SBIT_DATA_ZONE", None)),
+            checkpoint_root=_root(_pick(overrides.pop("checkpoint_root", None), "SBIT_CHECKPOINT_ZONE", None)),
             **{"spark_ui": _pick(None, "SBIT_SPARK_UI", "true").lower() not in ("0", "false", "no"),
                **overrides},
         )
@@ -125,23 +162,27 @@ class Config:
         return self.home / self.environment
 
     @property
-    def data_zone(self) -> Path:
-        """The course's ``data_zone`` external location."""
-        return self.env_root / "data"
+    def data_zone(self) -> Zone:
+        """The course's ``data_zone`` external location: ``<SBIT_DATA_ZONE>/<environment>``,
+        by default ``<env root>/data``."""
+        return as_zone(self.data_root) / self.environment if self.data_root else self.env_root / "data"
 
     @property
-    def landing_zone(self) -> Path:
+    def landing_zone(self) -> Zone:
         """Where the producer lands raw files: ``<data zone>/raw``."""
         return self.data_zone / "raw"
 
     @property
-    def tables_zone(self) -> Path:
+    def tables_zone(self) -> Zone:
         """Where the Delta tables of this environment are stored."""
         return self.data_zone / "delta"
 
     @property
-    def checkpoint_zone(self) -> Path:
-        """The course's ``checkpoint`` external location."""
+    def checkpoint_zone(self) -> Zone:
+        """The course's ``checkpoint`` external location: ``<SBIT_CHECKPOINT_ZONE>/<environment>``,
+        by default ``<env root>/checkpoints``."""
+        if self.checkpoint_root:
+            return as_zone(self.checkpoint_root) / self.environment
         return self.env_root / "checkpoints"
 
     @property
@@ -154,11 +195,11 @@ class Config:
         """The date ages are computed at: the configured one, else today (UTC)."""
         return self.as_of or dt.datetime.now(dt.timezone.utc).date()
 
-    def table_location(self, table: str) -> Path:
+    def table_location(self, table: str) -> Zone:
         """Absolute storage folder of a Delta table."""
         return self.tables_zone / table
 
-    def checkpoint_dir(self, query: str) -> Path:
+    def checkpoint_dir(self, query: str) -> Zone:
         """Absolute checkpoint folder of one streaming query."""
         return self.checkpoint_zone / query
 

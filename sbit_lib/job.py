@@ -480,6 +480,10 @@ def _cli_args(config: Config) -> list[str]:
             "--mode", config.mode, "--spark-master", config.spark_master]
     if config.as_of:
         args += ["--as-of", config.as_of.isoformat()]
+    if config.data_root:
+        args += ["--data-zone", config.data_root]
+    if config.checkpoint_root:
+        args += ["--checkpoint-zone", config.checkpoint_root]
     return args
 
 

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from pyspark.sql import DataFrame, SparkSession, functions as F
 from sbit_lib.config import Config
 from sbit_lib.explore import relative, versions
 from sbit_lib.session import register_tables, sql_str
+from sbit_lib.storage import Zone, atomic_copy
 from sbit_lib.tables import ALL_TABLES, GYM_SUMMARY
 
 # The course's first workout in 4-workout_1.json: user 12474 (mac 4c:c5:9f:cb:13:bd), 65 minutes.
@@ -70,12 +72,13 @@ def failure(fn, *args, **kwargs) -> str:
     raise AssertionError(f"{getattr(fn, '__name__', fn)} raised nothing")
 
 
-def land(folder: Path, name: str, lines: list[str]) -> Path:
-    """Write a file atomically (hidden temporary name, then rename), like the producer; return it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, folder / name)
+def land(folder: Zone, name: str, lines: list[str]) -> Zone:
+    """Land a file of `lines` the producer's way (storage.atomic_copy: hidden temporary name,
+    then a rename; a folder or a URL zone); return it. The same bytes again change nothing."""
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / name
+        source.write_text("".join(line + "\n" for line in lines))
+        atomic_copy(source, folder / name)
     return folder / name
 
 
@@ -291,7 +294,6 @@ BAD_REGISTRATION = "12999,not-a-number,aa:bb:cc:dd:ee:ff,1678451700"
 def bronze_registrations(config: Config, spark: SparkSession, sets=(1,), malformed: bool = False) -> dict:
     """Land the course's registration files of `sets` (and a malformed one), run Bronze; return counts."""
     from sbit_lib.bronze import Bronze
-    from sbit_lib.producer import atomic_copy
 
     landing = config.landing_zone / "registered_users_bz"
     for n in sets:

@@ -2,18 +2,18 @@
 
 Files appear atomically: each is copied under a hidden temporary name (Spark's
 file source ignores names starting with ``.``) and then renamed into place, so a
-running stream never reads half a file. No Spark is needed here.
+running stream never reads half a file (``sbit_lib.storage.atomic_copy``). A local
+landing zone needs no Spark; one given as a URL is written through the Spark
+driver's Hadoop file system (``sbit_lib.storage``).
 """
 
 from __future__ import annotations
 
-import filecmp
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from sbit_lib.config import Config
+from sbit_lib.storage import Zone, atomic_copy
 
 MAX_SET = 10
 COURSE_SETS = 2  # sets 1-2 have all sources; sets 3-10 only heart-rate data
@@ -41,9 +41,10 @@ SOURCES: tuple[Source, ...] = (
 )
 
 
-def count_records(path: Path) -> int:
+def count_records(path: Zone) -> int:
     """Return the records in a landed file: non-blank lines, less the header of a CSV."""
-    with Path(path).open("rb") as handle:
+    path = path if hasattr(path, "read_bytes") else Path(path)
+    with path.open("rb") as handle:
         lines = sum(1 for line in handle if line.strip())
     return max(lines - 1, 0) if path.suffix == ".csv" else lines
 
@@ -53,29 +54,6 @@ def check_set(n) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SET:
         raise ValueError(f"set number must be a whole number from 1 to {MAX_SET}, got {n!r}")
     return n
-
-
-def atomic_copy(src: Path, dest: Path) -> bool:
-    """Copy `src` to `dest` through a hidden temporary file and a rename; False if already there.
-
-    A file already landed with other content is an error: the stream has read it once
-    and would never read the new bytes.
-    """
-    if dest.exists():
-        if filecmp.cmp(src, dest, shallow=False):
-            return False
-        raise FileExistsError(
-            f"{dest} was already landed with different content; clean the environment "
-            "(`sbit clean`) before landing a changed file"
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return True
 
 
 class Producer:
@@ -95,7 +73,7 @@ class Producer:
             raise FileNotFoundError(f"set {n} is incomplete, missing: {', '.join(absent)}{hint}")
         return wanted
 
-    def produce(self, n: int) -> list[Path]:
+    def produce(self, n: int) -> list[Zone]:
         """Copy set n's files into the landing zone; return the files newly landed."""
         print(f"Producing set {n} into {self.config.landing_zone} ...")
         landed = []

@@ -124,25 +124,25 @@ def get_spark(config: Config | None = None) -> SparkSession:
     return spark
 
 
-# Which environment folder each database of this process's catalog points at.
-_DATABASE_ROOTS: dict[str, Path] = {}
+# Which tables folder (local or URL) each database of this process's catalog points at.
+_DATABASE_ROOTS: dict[str, object] = {}
 
 
 def _claim_database(spark: SparkSession, config: Config) -> None:
     """Make this process's catalog entry for config's database point at config's folders.
 
-    The same environment name under another ``SBIT_HOME`` (a notebook re-run with other
-    parameters) has the same database name: forget the old entries first, so a name
+    The same environment name under another ``SBIT_HOME`` or data zone (a notebook re-run
+    with other parameters) has the same database name: forget the old entries first, so a name
     never resolves to another lakehouse's table. Dropping an external table's entry
     deletes no data.
     """
     previous = _DATABASE_ROOTS.get(config.db_name)
-    if previous is not None and previous != config.env_root and spark.catalog.databaseExists(config.db_name):
+    if previous is not None and previous != config.tables_zone and spark.catalog.databaseExists(config.db_name):
         for table in spark.catalog.listTables(config.db_name):
             kind = "VIEW" if table.tableType == "VIEW" else "TABLE"
             spark.sql(f"DROP {kind} IF EXISTS {config.db_name}.{table.name}")
         spark.sql(f"DROP DATABASE IF EXISTS {config.db_name}")
-    _DATABASE_ROOTS[config.db_name] = config.env_root
+    _DATABASE_ROOTS[config.db_name] = config.tables_zone
 
 
 def register_tables(spark: SparkSession, config: Config) -> list[str]:

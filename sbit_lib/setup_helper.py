@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 from sbit_lib.config import Config
 from sbit_lib.session import create_database, create_view, get_spark, sql_str
+from sbit_lib.storage import remove_tree
 from sbit_lib.tables import ALL_TABLES, GYM_SUMMARY, TableDef
 from sbit_lib.validation import ValidationError
 
@@ -75,7 +75,10 @@ class SetupHelper:
     def cleanup(self) -> None:
         """Drop this environment's database and delete its tables, landing zone and checkpoints.
 
-        Nothing outside ``<SBIT_HOME>/<environment>`` is touched, so other environments survive.
+        Nothing outside ``<SBIT_HOME>/<environment>`` and the environment's own folders in the
+        data and checkpoint zones (when they live elsewhere, see Config) is touched, so
+        other environments survive. Zones given as URLs are deleted through Hadoop's file
+        system (sbit_lib.storage).
         """
         from sbit_lib.job import JobLock, job_dir
 
@@ -86,9 +89,10 @@ class SetupHelper:
         print(f"Cleaning up {self.config.db_name} ...")
         create_database(self.spark, self.config)   # claims the name for this environment's folders
         self.spark.sql(f"DROP DATABASE IF EXISTS {self.config.db_name} CASCADE")
-        if self.config.env_root.exists():
-            shutil.rmtree(self.config.env_root)
+        root = self.config.env_root
+        elsewhere = [z for z in (self.config.data_zone, self.config.checkpoint_zone) if not z.is_relative_to(root)]
+        removed = [str(folder) for folder in (*elsewhere, root) if remove_tree(folder)]
         for leftover in jobs.glob("*"):   # the last job's status and log; not the lock
             if leftover.name != "lock":
                 leftover.unlink()
-        print(f"Removed {self.config.env_root}")
+        print(f"Removed {', '.join(removed) or 'nothing (no folders)'}")

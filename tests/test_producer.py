@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sbit_lib import producer as producer_module
+from sbit_lib import storage as storage_module
 from sbit_lib.config import Config
 from sbit_lib.producer import Producer, count_records
 from sbit_lib.validation import ValidationError
@@ -60,7 +60,7 @@ def test_a_failed_copy_leaves_no_partial_file(producer, monkeypatch):
             handle.write(b"half a fi")
         raise OSError("disk full")
 
-    monkeypatch.setattr(producer_module.shutil, "copyfile", broken_copy)
+    monkeypatch.setattr(storage_module.shutil, "copyfile", broken_copy)
     with pytest.raises(OSError, match="disk full"):
         producer.produce(1)
     folder = producer.config.landing_zone
@@ -77,7 +77,7 @@ def test_the_stream_only_ever_sees_whole_files(producer, monkeypatch):
         written.append(dst.name)
         return real_copy(src, dst)
 
-    monkeypatch.setattr(producer_module.shutil, "copyfile", watching_copy)
+    monkeypatch.setattr(storage_module.shutil, "copyfile", watching_copy)
     producer.produce(1)
     assert len(written) == 5
     assert all(name.startswith(".") and name.endswith(".tmp") for name in written)

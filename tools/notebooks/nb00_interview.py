@@ -114,7 +114,8 @@ COURSE = [
      **Answer.** `SetupHelper.cleanup` (`sbit_lib/setup_helper.py`, `sbit clean`) drops the
      environment's database (`DROP DATABASE ... CASCADE`: catalog entries only — the database has
      no LOCATION of its own, every table names its folder) and deletes `<SBIT_HOME>/<environment>/`:
-     tables, landing zone and checkpoints together, so no checkpoint outlives its table. It takes
+     tables, landing zone and checkpoints together, so no checkpoint outlives its table (zones
+     configured elsewhere, e.g. as `s3a://` URLs, lose their `<environment>` folder the same way). It takes
      the environment's run lock first, so it is refused while a run or the stream job uses the
      environment. Nothing outside that folder is touched (`tests/test_setup.py` checks it); this
      notebook starts with it, which makes it re-runnable.

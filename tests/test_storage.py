@@ -1,0 +1,137 @@
+"""Zones given as Hadoop-compatible URLs: the producer, set-up, the pipeline and clean-up
+work on ``file:///`` zones through Hadoop's FileSystem (sbit_lib.storage.HadoopPath), the
+code path an ``s3a://`` or ``abfss://`` zone takes. What landed and what was deleted is
+checked with Python's own file functions, not through that layer."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sbit_lib.bronze import Bronze
+from sbit_lib.config import Config, ConfigError
+from sbit_lib.gold import Gold
+from sbit_lib.history import HistoryLoader
+from sbit_lib.producer import SOURCES, Producer, count_records
+from sbit_lib.run import remove_incomplete_checkpoint_writes, run
+from sbit_lib.setup_helper import SetupHelper
+from sbit_lib.silver import Silver
+from sbit_lib.storage import HadoopPath, StorageError, atomic_copy, remove_tree
+
+
+def visible(folder: Path) -> list[str]:
+    """File names in a local folder, without Hadoop's hidden checksum files."""
+    return sorted(n for n in os.listdir(folder) if not (n.startswith(".") and n.endswith(".crc")))
+
+
+def test_a_file_url_folder_is_made_filled_listed_read_and_deleted_through_hadoop(spark, tmp_path):
+    root = HadoopPath(tmp_path.as_uri())            # file:///tmp/...
+    folder = root / "raw" / "gym_logins_bz"
+    with pytest.raises(FileNotFoundError):
+        folder.mkdir()                               # no parents=True: like pathlib
+    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    assert (tmp_path / "raw" / "gym_logins_bz").is_dir() and folder.is_dir() and not folder.is_file()
+
+    src = tmp_path / "5-gym_logins_1.csv"
+    src.write_text("mac_address,gym,login,logout\naa,1,1,2\n\nbb,2,3,4\n")
+    dest = folder / src.name
+    assert atomic_copy(src, dest) is True
+    assert (tmp_path / "raw" / "gym_logins_bz" / src.name).read_bytes() == src.read_bytes()
+    assert visible(tmp_path / "raw" / "gym_logins_bz") == [src.name]      # no temporary file left
+    assert atomic_copy(src, dest) is False                                # same bytes: nothing to do
+    changed = tmp_path / "changed.csv"
+    changed.write_text("mac_address,gym,login,logout\nzz,9,9,9\n")
+    with pytest.raises(FileExistsError, match="different content"):
+        atomic_copy(changed, dest)
+    assert (tmp_path / "raw" / "gym_logins_bz" / src.name).read_bytes() == src.read_bytes()
+
+    assert dest.is_file() and dest.read_text() == src.read_text() and count_records(dest) == 2
+    assert [p.name for p in folder.iterdir()] == [src.name]
+    assert list(root.glob("*/gym_logins_bz")) == [folder]
+    assert [p.name for p in (root / "raw").rglob("*.csv")] == [src.name]
+    assert dest.relative_to(root).as_posix() == f"raw/gym_logins_bz/{src.name}"
+    dest.unlink()
+    assert not (tmp_path / "raw" / "gym_logins_bz" / src.name).exists()
+    with pytest.raises(FileNotFoundError):
+        dest.unlink()
+    with pytest.raises(FileNotFoundError):
+        list((root / "nowhere").iterdir())
+    assert remove_tree(root / "raw") is True and not (tmp_path / "raw").exists()
+    assert remove_tree(root / "raw") is False
+
+
+@pytest.mark.parametrize("url, connector", [("s3a://sbit-bucket/lakehouse", "hadoop-aws"),
+                                            ("abfss://c@account.dfs.core.windows.net/sbit", "hadoop-azure")])
+def test_a_url_whose_connector_is_missing_says_which_jar(spark, url, connector):
+    with pytest.raises(StorageError) as error:
+        HadoopPath(url).exists()
+    assert connector in str(error.value) and url in str(error.value)
+
+
+@pytest.mark.parametrize("value, words", [("file:tmp/sbit", ["SBIT_DATA_ZONE", "not a usable URL"]),
+                                          ("s3a:bucket", ["SBIT_DATA_ZONE", "scheme:/path"])])
+def test_a_malformed_zone_url_is_refused_with_the_setting_named(value, words):
+    with pytest.raises(ConfigError) as error:
+        Config.resolve(data_root=value)
+    assert all(word in str(error.value) for word in words)
+
+
+def test_zone_roots_come_from_the_cli_and_reach_a_job_process(tmp_path):
+    from sbit_lib.cli import _config, build_parser
+    from sbit_lib.job import _cli_args
+
+    args = build_parser().parse_args(["status", "--env", "qa", "--home", str(tmp_path),
+                                      "--data-zone", "s3a://b/sbit", "--checkpoint-zone", "file:///c/k"])
+    config = _config(args)
+    assert (str(config.landing_zone), str(config.checkpoint_dir("users"))) == (
+        "s3a://b/sbit/qa/raw", "file:///c/k/qa/users")
+    forwarded = _config(build_parser().parse_args(["status", *_cli_args(config)]))
+    assert (forwarded.data_zone, forwarded.checkpoint_zone) == (config.data_zone, config.checkpoint_zone)
+
+
+def test_setup_producer_pipeline_and_cleanup_work_on_zones_given_as_file_urls(spark, make_config, tmp_path):
+    data, checkpoints = tmp_path / "data", tmp_path / "checkpoints"
+    config = make_config("url_zones", as_of="2023-03-31", data_root=data.as_uri(),
+                         checkpoint_root=checkpoints.as_uri())
+    neighbour = make_config("url_zones_other", data_root=data.as_uri(), checkpoint_root=checkpoints.as_uri())
+    assert isinstance(config.landing_zone, HadoopPath) and isinstance(config.checkpoint_zone, HadoopPath)
+    assert str(config.landing_zone).startswith("file:///")
+
+    SetupHelper(config, spark).setup()
+    HistoryLoader(config, spark).load_history()
+    SetupHelper(neighbour, spark).setup()
+    assert (data / "url_zones" / "raw").is_dir() and (checkpoints / "url_zones").is_dir()
+    assert (data / "url_zones" / "delta" / "users" / "_delta_log").is_dir()
+
+    landed = Producer(config).produce(1)
+    expected = sorted(s.file_name(1) for s in SOURCES)
+    assert sorted(p.name for p in landed) == expected
+    on_disk = sorted(n for t in ("registered_users_bz", "kafka_multiplex_bz", "gym_logins_bz")
+                     for n in visible(data / "url_zones" / "raw" / t))
+    assert on_disk == expected
+    for source in SOURCES:                          # byte for byte what the test data holds
+        assert (data / "url_zones" / "raw" / source.target / source.file_name(1)).read_bytes() == \
+            (config.test_data / source.file_name(1)).read_bytes()
+    assert Producer(config).produce(1) == []        # landing again changes nothing
+    Producer(config).validate(1)                    # counts records through the layer
+
+    run(config, spark=spark)
+    for layer in (Bronze, Silver, Gold):
+        layer(config, spark).validate(1)
+    assert (checkpoints / "url_zones" / "kafka_multiplex_bz" / "commits" / "0").is_file()
+
+    # A crashed write's leftover in a checkpoint log is found and removed through the layer.
+    leftover = checkpoints / "url_zones" / "heart_rate" / "offsets" / ".7.0b1e.tmp"
+    leftover.write_text("v1\n")
+    assert [p.name for p in remove_incomplete_checkpoint_writes(config)] == [".7.0b1e.tmp"]
+    assert not leftover.exists()
+
+    SetupHelper(config, spark).cleanup()
+    assert not (data / "url_zones").exists() and not (checkpoints / "url_zones").exists()
+    assert not config.env_root.exists()
+    assert config.db_name not in [d.name for d in spark.catalog.listDatabases()]
+    assert (data / "url_zones_other" / "delta" / "users" / "_delta_log").is_dir()   # untouched
+    SetupHelper(neighbour, spark).validate()
+    SetupHelper(neighbour, spark).cleanup()
+    assert os.listdir(data) == [] and os.listdir(checkpoints) == []
