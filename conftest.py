@@ -20,7 +20,7 @@ INDEPENDENT_MODULES = ("test_restart.py",)
 # one-test items last). The narrative notebooks are one group, run in order, about 9 minutes.
 SLOW_FIRST = (
     NARRATIVE_GROUP, "notebooks/08-", "tests/test_restart.py", "notebooks/09-",
-    "tests/test_silver_gold_rules.py", "tests/test_stream_job.py", "notebooks/00-",
+    "tests/test_silver_gold_rules.py", "tests/test_stream_job.py", "notebooks/00-", "tests/test_storage.py",
 )
 
 

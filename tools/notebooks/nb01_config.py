@@ -43,7 +43,8 @@ NOTEBOOK = notebook([
 
     `Config.resolve` takes each setting from, in order: an explicit argument, an `SBIT_*`
     environment variable, a default. Every path comes out absolute, so a notebook run by papermill
-    from another folder finds the same tables. Below, paths are printed relative to `SBIT_HOME`.
+    from another folder finds the same tables. Below, paths under `SBIT_HOME` are printed relative
+    to it (`<SBIT_HOME>/...`).
     """),
     code("""
     from sbit_lib.config import Config, ConfigError
@@ -53,10 +54,14 @@ NOTEBOOK = notebook([
     print(f"environment      {config.environment}")
     print(f"mode             {config.mode}")
     print(f"database         {config.db_name}")
+    def shown(path):
+        where = relative(config, path)
+        return where if ":" in where else f"<SBIT_HOME>/{where}"     # a zone given as a URL: as it is
+
     for name in ("landing_zone", "tables_zone", "checkpoint_zone"):
-        print(f"{name:16} <SBIT_HOME>/{relative(config, getattr(config, name))}")
-    print(f"one table        <SBIT_HOME>/{relative(config, config.table_location('heart_rate'))}")
-    print(f"one checkpoint   <SBIT_HOME>/{relative(config, config.checkpoint_dir('heart_rate'))}")
+        print(f"{name:16} {shown(getattr(config, name))}")
+    print(f"one table        {shown(config.table_location('heart_rate'))}")
+    print(f"one checkpoint   {shown(config.checkpoint_dir('heart_rate'))}")
     print(f"bronze reads     {config.bronze_max_files_per_trigger} file per micro-batch; "
           f"silver/gold {config.max_files_per_trigger} Delta files")
     """),
@@ -71,13 +76,36 @@ NOTEBOOK = notebook([
     print(f"{qa.db_name}: <SBIT_HOME>/{relative(qa, qa.env_root)}  vs  {config.db_name}: <SBIT_HOME>/{relative(config, config.env_root)}")
     """),
     md("""
+    ## Zones elsewhere: a folder or a URL
+
+    On Databricks the data and checkpoint zones are Unity Catalog external locations, URLs such as
+    `abfss://container@account.dfs.core.windows.net/sbit`. Here `SBIT_DATA_ZONE` and
+    `SBIT_CHECKPOINT_ZONE` (or `data_root=` / `checkpoint_root=`) put them anywhere Spark's Hadoop
+    file-system layer reaches, and each environment still gets a folder of its own below them.
+    A zone given as a URL is a `HadoopPath` (`sbit_lib/storage.py`): it has the `pathlib` methods
+    the library uses, carried out by Hadoop's `FileSystem` in Spark's JVM. Resolving touches
+    nothing; only a file operation needs the scheme's connector on the classpath (`hadoop-aws` for
+    `s3a://`), and says so when it is missing. `make cluster-test` runs its cluster half on
+    `file:///` zones through this same code.
+    """),
+    code("""
+    from sbit_lib.storage import HadoopPath
+
+    cloud = Config.resolve(environment="qa", home=config.home, data_root="s3a://sbit-bucket/lakehouse",
+                           checkpoint_root="s3a://sbit-bucket/checkpoints")
+    print(f"landing zone     {cloud.landing_zone!r}")
+    print(f"one table        {cloud.table_location('heart_rate')}")
+    print(f"one checkpoint   {cloud.checkpoint_dir('heart_rate')}")
+    assert isinstance(cloud.landing_zone, HadoopPath) and str(cloud.landing_zone) == "s3a://sbit-bucket/lakehouse/qa/raw"
+    """),
+    md("""
     ## A wrong parameter says which and why
 
     A typo in a widget on Databricks surfaces minutes later as a missing table. Here the
     configuration refuses it at once, naming the parameter, where it came from and what to use.
     """),
     code("""
-    for bad in (dict(environment="Dev-1"), dict(mode="fast")):
+    for bad in (dict(environment="Dev-1"), dict(mode="fast"), dict(data_root="file:lakehouse")):
         try:
             Config.resolve(home=config.home, **bad)
         except ConfigError as error:
