@@ -276,8 +276,8 @@ def _child(environment: str, home: Path, sets: int, master: str | None, log: Pat
         # The zones as URLs, as a cluster of several machines would name them (s3a://,
         # abfss://): the producer, set-up and clean-up go through Hadoop's file system.
         env.update(SBIT_SPARK_MASTER=master, SBIT_SHUFFLE_PARTITIONS="2",
-                   SBIT_DATA_ZONE=(home / "zones" / "data").as_uri(),
-                   SBIT_CHECKPOINT_ZONE=(home / "zones" / "checkpoints").as_uri())
+                   SBIT_DATA_ZONE=f"file://{home / 'zones' / 'data'}",           # Hadoop paths are
+                   SBIT_CHECKPOINT_ZONE=f"file://{home / 'zones' / 'checkpoints'}")  # not %-escaped
     args = ["--part", environment, "--home", str(home), "--sets", str(sets)] + (["--stream"] if stream else [])
     what = f"the {'cluster' if master else 'local'} {'stream' if stream else 'batch'} run"
     return run_child("sbit_lib.cluster", args, env, log, what, timeout_s)

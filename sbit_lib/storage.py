@@ -309,7 +309,10 @@ def atomic_copy(src: Path, dest: Zone) -> bool:
             os.replace(tmp, dest)
         else:
             jvm, fs, jtmp = tmp._fs()
-            fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(src.resolve().as_uri()), jtmp)
+            # "file://" + the path as it is: Hadoop's Path takes names unescaped (as_uri()'s
+            # "%20" would name a file "%20").
+            local = jvm.org.apache.hadoop.fs.Path(f"file://{src.resolve().as_posix()}")
+            fs.copyFromLocalFile(False, True, local, jtmp)
             if not fs.rename(jtmp, dest._fs()[2]):     # Hadoop renames never replace a file
                 if dest.exists() and dest.read_bytes() == src.read_bytes():
                     return False                       # someone landed the same file meanwhile

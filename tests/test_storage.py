@@ -25,39 +25,42 @@ def visible(folder: Path) -> list[str]:
 
 
 def test_a_file_url_folder_is_made_filled_listed_read_and_deleted_through_hadoop(spark, tmp_path):
-    root = HadoopPath(tmp_path.as_uri())            # file:///tmp/...
+    # Hadoop takes a URL's path unescaped: a space is a space (as_uri()'s %20 would be literal).
+    local = tmp_path / "a zone"                      # where Python's own functions look
+    local.mkdir()
+    root = HadoopPath(f"file://{local}")             # file:///tmp/.../a zone
     folder = root / "raw" / "gym_logins_bz"
     with pytest.raises(FileNotFoundError):
         folder.mkdir()                               # no parents=True: like pathlib
     folder.mkdir(parents=True)
     folder.mkdir(parents=True, exist_ok=True)
-    assert (tmp_path / "raw" / "gym_logins_bz").is_dir() and folder.is_dir() and not folder.is_file()
+    assert (local / "raw" / "gym_logins_bz").is_dir() and folder.is_dir() and not folder.is_file()
 
-    src = tmp_path / "5-gym_logins_1.csv"
+    src = tmp_path / "gym logins 1.csv"
     src.write_text("mac_address,gym,login,logout\naa,1,1,2\n\nbb,2,3,4\n")
     dest = folder / src.name
     assert atomic_copy(src, dest) is True
-    assert (tmp_path / "raw" / "gym_logins_bz" / src.name).read_bytes() == src.read_bytes()
-    assert visible(tmp_path / "raw" / "gym_logins_bz") == [src.name]      # no temporary file left
+    assert (local / "raw" / "gym_logins_bz" / src.name).read_bytes() == src.read_bytes()
+    assert visible(local / "raw" / "gym_logins_bz") == [src.name]      # no temporary file left
     assert atomic_copy(src, dest) is False                                # same bytes: nothing to do
-    changed = tmp_path / "changed.csv"
+    changed = tmp_path / "a changed file.csv"
     changed.write_text("mac_address,gym,login,logout\nzz,9,9,9\n")
     with pytest.raises(FileExistsError, match="different content"):
         atomic_copy(changed, dest)
-    assert (tmp_path / "raw" / "gym_logins_bz" / src.name).read_bytes() == src.read_bytes()
+    assert (local / "raw" / "gym_logins_bz" / src.name).read_bytes() == src.read_bytes()
 
     assert dest.is_file() and dest.read_text() == src.read_text() and count_records(dest) == 2
     assert [p.name for p in folder.iterdir()] == [src.name]
     assert list(root.glob("*/gym_logins_bz")) == [folder]
-    assert [p.name for p in (root / "raw").rglob("*.csv")] == [src.name]
+    assert [p.name for p in root.rglob("*.csv")] == [src.name]
     assert dest.relative_to(root).as_posix() == f"raw/gym_logins_bz/{src.name}"
     dest.unlink()
-    assert not (tmp_path / "raw" / "gym_logins_bz" / src.name).exists()
+    assert not (local / "raw" / "gym_logins_bz" / src.name).exists()
     with pytest.raises(FileNotFoundError):
         dest.unlink()
     with pytest.raises(FileNotFoundError):
         list((root / "nowhere").iterdir())
-    assert remove_tree(root / "raw") is True and not (tmp_path / "raw").exists()
+    assert remove_tree(root / "raw") is True and not (local / "raw").exists()
     assert remove_tree(root / "raw") is False
 
 
@@ -92,9 +95,9 @@ def test_zone_roots_come_from_the_cli_and_reach_a_job_process(tmp_path):
 
 def test_setup_producer_pipeline_and_cleanup_work_on_zones_given_as_file_urls(spark, make_config, tmp_path):
     data, checkpoints = tmp_path / "data", tmp_path / "checkpoints"
-    config = make_config("url_zones", as_of="2023-03-31", data_root=data.as_uri(),
-                         checkpoint_root=checkpoints.as_uri())
-    neighbour = make_config("url_zones_other", data_root=data.as_uri(), checkpoint_root=checkpoints.as_uri())
+    config = make_config("url_zones", as_of="2023-03-31", data_root=f"file://{data}",
+                         checkpoint_root=f"file://{checkpoints}")
+    neighbour = make_config("url_zones_other", data_root=f"file://{data}", checkpoint_root=f"file://{checkpoints}")
     assert isinstance(config.landing_zone, HadoopPath) and isinstance(config.checkpoint_zone, HadoopPath)
     assert str(config.landing_zone).startswith("file:///")
 
