@@ -79,7 +79,7 @@ def _bronze_once(home: Path, bpm: Path) -> tuple[float, int]:
     from pyspark.sql import functions as F
 
     from sbit_lib.bronze import Bronze
-    from sbit_lib.producer import atomic_copy
+    from sbit_lib.storage import atomic_copy
     from sbit_lib.session import get_spark
 
     config = _fresh("bench_bronze", home)
@@ -206,11 +206,12 @@ def incremental_figures(home: Path, sets: int) -> dict:
 
 
 # ------------------------------------------------------------------ child processes
-def run_child(module: str, args: list[str], env: dict, log: Path, what: str, timeout_s: float = 1800) -> dict:
+def run_child(module: str, args: list[str], env: dict, log: Path, what: str,
+              timeout_s: float | None = None) -> dict:
     """Run ``python -m <module> <args>`` in a new process; return the JSON line it prints last.
 
     Its standard error goes to `log`; a failure names `what` and ends with the log's tail.
-    On a timeout, Ctrl-C or SIGTERM the child is asked to stop (SIGTERM, so it can stop what
+    On a timeout (none by default), Ctrl-C or SIGTERM the child is asked to stop (SIGTERM, so it can stop what
     it started, e.g. a stream job) and killed after 120 s.
     """
     log.parent.mkdir(parents=True, exist_ok=True)

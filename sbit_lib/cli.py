@@ -50,6 +50,10 @@ def cmd_clean(args, config):
 
 def cmd_produce(args, config):
     from sbit_lib.producer import Producer
+    from sbit_lib.storage import HadoopPath
+
+    if isinstance(config.landing_zone, HadoopPath):
+        _spark(config)        # a URL zone is written through Spark's JVM: this config's session
 
     Producer(config).produce(args.set)
 

@@ -72,6 +72,10 @@ def _check_root(value: str | None, var: str) -> None:
             raise ConfigError(f"{var}={value!r} is not a usable URL: {error}") from None
         if value.lower().startswith("file:") and not value[5:].startswith("/"):
             raise ConfigError(f"{var}={value!r}: a file: URL needs an absolute path, e.g. file:///shared/sbit")
+        host = re.match(r"^file://([^/]*)", value, re.IGNORECASE)
+        if host and host.group(1) not in ("", "localhost"):
+            raise ConfigError(f"{var}={value!r}: {host.group(1)!r} would be a host name; a local folder "
+                              f"is file:/// + its absolute path, e.g. file:///{value[7:]}")
     elif not Path(value).is_absolute():
         raise ConfigError(f"{var}={value!r} must be an absolute folder or a URL such as "
                           "file:///shared/sbit or s3a://bucket/sbit")

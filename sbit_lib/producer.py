@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sbit_lib.config import Config
-from sbit_lib.storage import Zone, atomic_copy
+from sbit_lib.storage import Zone, as_zone, atomic_copy
 
 MAX_SET = 10
 COURSE_SETS = 2  # sets 1-2 have all sources; sets 3-10 only heart-rate data
@@ -43,7 +43,7 @@ SOURCES: tuple[Source, ...] = (
 
 def count_records(path: Zone) -> int:
     """Return the records in a landed file: non-blank lines, less the header of a CSV."""
-    path = path if hasattr(path, "read_bytes") else Path(path)
+    path = as_zone(path)
     with path.open("rb") as handle:
         lines = sum(1 for line in handle if line.strip())
     return max(lines - 1, 0) if path.suffix == ".csv" else lines

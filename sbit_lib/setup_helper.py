@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sbit_lib.config import Config
 from sbit_lib.session import create_database, create_view, get_spark, sql_str
-from sbit_lib.storage import remove_tree
+from sbit_lib.storage import remove_if_empty, remove_tree
 from sbit_lib.tables import ALL_TABLES, GYM_SUMMARY, TableDef
 from sbit_lib.validation import ValidationError
 
@@ -41,7 +41,7 @@ class SetupHelper:
 
     def setup(self) -> None:
         """Create the database, every table and the gym_summary view; safe to call again."""
-        print(f"Setting up {self.config.db_name} in {self.config.env_root} ...")
+        print(f"Setting up {self.config.db_name} in {self.config.data_zone} ...")
         create_database(self.spark, self.config)
         # Each CREATE is a Delta commit of its own, mostly waiting on the driver: a few at a
         # time keep both cores busy (a fresh setup: 17 s one by one, see the commit log).
@@ -75,8 +75,9 @@ class SetupHelper:
     def cleanup(self) -> None:
         """Drop this environment's database and delete its tables, landing zone and checkpoints.
 
-        Nothing outside ``<SBIT_HOME>/<environment>`` and the environment's own folders in the
-        data and checkpoint zones (when they live elsewhere, see Config) is touched, so
+        Nothing outside ``<SBIT_HOME>/<environment>`` is touched, nor, when the zones live
+        elsewhere (see Config), anything but the landing and tables folders and the query
+        checkpoints in the environment's zone folders (then those folders, if empty); so
         other environments survive. Zones given as URLs are deleted through Hadoop's file
         system (sbit_lib.storage).
         """
@@ -89,10 +90,25 @@ class SetupHelper:
         print(f"Cleaning up {self.config.db_name} ...")
         create_database(self.spark, self.config)   # claims the name for this environment's folders
         self.spark.sql(f"DROP DATABASE IF EXISTS {self.config.db_name} CASCADE")
-        root = self.config.env_root
-        elsewhere = [z for z in (self.config.data_zone, self.config.checkpoint_zone) if not z.is_relative_to(root)]
-        removed = [str(folder) for folder in (*elsewhere, root) if remove_tree(folder)]
+        # A zone elsewhere (SBIT_DATA_ZONE, SBIT_CHECKPOINT_ZONE) loses what the pipeline put
+        # there, then the environment's folder if that is empty: a folder of the same name
+        # someone else filled survives.
+        config, removed, kept = self.config, [], []
+        outside = [(zone, parts) for zone, parts in (
+            (config.data_zone, [config.landing_zone, config.tables_zone]),
+            (config.checkpoint_zone, [config.checkpoint_dir(t.name) for t in ALL_TABLES]))
+            if not zone.is_relative_to(config.env_root)]
+        for zone, parts in outside:
+            removed += [str(part) for part in parts if remove_tree(part)]
+            if remove_if_empty(zone):
+                removed.append(str(zone))
+            elif zone.exists():
+                kept.append(str(zone))
+        if remove_tree(config.env_root):
+            removed.append(str(config.env_root))
         for leftover in jobs.glob("*"):   # the last job's status and log; not the lock
             if leftover.name != "lock":
                 leftover.unlink()
         print(f"Removed {', '.join(removed) or 'nothing (no folders)'}")
+        for zone in kept:
+            print(f"Kept {zone}: it holds files the pipeline did not put there")

@@ -63,15 +63,20 @@ def as_zone(value) -> "Zone":
 
 
 def _hadoop():
-    """(jvm, Hadoop configuration) of the driver: the running SparkContext's, else a new session's."""
-    from pyspark import SparkContext
+    """(jvm, Hadoop configuration) of the process's Spark session, started if none runs.
 
-    sc = SparkContext._active_spark_context
-    if sc is None:
+    The session's configuration (``sessionState().newHadoopConf()``), not the context's:
+    it includes what a notebook set at run time with ``spark.conf.set("fs.s3a....")``
+    (credentials), as Spark's own reads do. Any thread: the session is found globally.
+    """
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession._instantiatedSession or SparkSession.getActiveSession()
+    if spark is None:
         from sbit_lib.session import get_spark
 
-        sc = get_spark().sparkContext
-    return sc._jvm, sc._jsc.hadoopConfiguration()
+        spark = get_spark()
+    return spark._jvm, spark._jsparkSession.sessionState().newHadoopConf()
 
 
 def _java_class(error: Exception) -> str:
@@ -122,7 +127,10 @@ class HadoopPath:
     def joinpath(self, *parts) -> "HadoopPath":
         url = self._url
         for part in parts:
-            part = str(part).strip("/")
+            part = str(part)
+            if part.startswith("/") or ".." in part.split("/"):
+                raise ValueError(f"{part!r}: only names below {self._url} can be joined to it")
+            part = part.strip("/")
             if part:
                 url = f"{url}{part}" if url.endswith("/") else f"{url}/{part}"
         return HadoopPath(url)
@@ -150,35 +158,43 @@ class HadoopPath:
     def with_name(self, name: str) -> "HadoopPath":
         return self.parent / name
 
+    def _base(self, other) -> str:
+        return str(other) if str(other).endswith("/") else f"{other}/"
+
     def relative_to(self, other) -> PurePosixPath:
-        base = str(other) if str(other).endswith("/") else f"{other}/"
-        if not self._url.startswith(base):
+        if self._url == str(other).rstrip("/") or self._url == str(other):
+            return PurePosixPath(".")
+        if not self._url.startswith(self._base(other)):
             raise ValueError(f"{self._url!r} is not below {str(other)!r}")
-        return PurePosixPath(self._url[len(base):])
+        return PurePosixPath(self._url[len(self._base(other)):])
 
     def is_relative_to(self, other) -> bool:
-        return self._url == str(other) or self._url.startswith(
-            str(other) if str(other).endswith("/") else f"{other}/")
+        return self._url in (str(other), str(other).rstrip("/")) or self._url.startswith(self._base(other))
 
     # -- the file system -----------------------------------------------------------
     def _fs(self):
         jvm, conf = _hadoop()
-        jpath = jvm.org.apache.hadoop.fs.Path(self._url)
         try:
+            jpath = jvm.org.apache.hadoop.fs.Path(self._url)
             return jvm, jpath.getFileSystem(conf), jpath
         except Exception as error:  # noqa: BLE001 - py4j wraps the Java exception
             text = str(error)
+            scheme = self._url.split(":", 1)[0]
             # No implementation configured for the scheme (UnsupportedFileSystemException), or
-            # one configured whose class is missing (s3a://: core-default names S3AFileSystem).
-            if ("UnsupportedFileSystemException" in _java_class(error) or "No FileSystem for scheme" in text
-                    or ("ClassNotFoundException" in text and "FileSystem" in text)):
-                scheme = self._url.split(":", 1)[0]
+            # one configured whose class is missing (s3a://: core-default names S3AFileSystem;
+            # with hadoop-aws present but not its AWS SDK, an SDK class is the missing one).
+            missing = re.search(r"Class (\S+) not found", text)
+            if "UnsupportedFileSystemException" in _java_class(error) or "No FileSystem for scheme" in text \
+                    or missing:
                 jar = _CONNECTORS.get(scheme.lower(), "the connector for it")
+                what = f"class {missing.group(1)} is missing" if missing else "no file system is configured"
                 raise StorageError(
-                    f"Spark has no file system for {scheme}:// URLs ({self._url}): its Hadoop connector "
-                    f"({jar}) is not on the driver's classpath. Local folders and file:/// URLs need "
-                    "nothing more") from None
-            raise
+                    f"Spark cannot open {scheme}:// URLs ({self._url}): {what}. Its Hadoop connector ({jar}, "
+                    "of pyspark's Hadoop version, with its SDK) must be on the driver's and the executors' "
+                    "classpath, e.g. spark.jars.packages in spark-defaults.conf (SPARK_CONF_DIR). Local "
+                    "folders and file:/// URLs need nothing more") from None
+            raise StorageError(f"Hadoop cannot use {self._url}: {text.splitlines()[0] if text else error!r}") \
+                from error
 
     def _status(self):
         """The Hadoop FileStatus, or None when nothing is there."""
@@ -218,13 +234,12 @@ class HadoopPath:
 
     def iterdir(self) -> Iterator["HadoopPath"]:
         _, fs, jpath = self._fs()
-        try:
-            statuses = fs.listStatus(jpath)
-        except Exception as error:  # noqa: BLE001
-            if _java_class(error) == "java.io.FileNotFoundException":
-                raise FileNotFoundError(f"{self._url} does not exist") from None
-            raise
-        return iter(self._children(statuses))
+        status = self._status()
+        if status is None:
+            raise FileNotFoundError(f"{self._url} does not exist")
+        if not status.isDirectory():
+            raise NotADirectoryError(f"{self._url} is a file")
+        return iter(self._children(fs.listStatus(jpath)))
 
     def glob(self, pattern: str) -> Iterator["HadoopPath"]:
         """The paths below this one matching `pattern` (Hadoop glob: ``*`` stays within a name)."""
@@ -240,7 +255,7 @@ class HadoopPath:
 
     def rglob(self, pattern: str) -> Iterator["HadoopPath"]:
         """Every path below this one (at any depth) whose name matches `pattern`."""
-        folders = [self]
+        folders = [self] if self.is_dir() else []       # like pathlib: nothing below a missing folder
         while folders:
             folder = folders.pop()
             _, fs, jpath = folder._fs()
@@ -268,16 +283,29 @@ class HadoopPath:
         return self.read_bytes().decode(encoding)
 
     def open(self, mode: str = "r", encoding: str = "utf-8"):
-        """Read-only: the whole file in memory (landing files and checkpoint entries are small)."""
+        """Read-only: the whole file in memory (a heart-rate set is about 40 MB)."""
         if mode not in ("r", "rb"):
             raise ValueError(f"HadoopPath.open supports reading only ('r' or 'rb'), not {mode!r}")
         data = io.BytesIO(self.read_bytes())
         return data if mode == "rb" else io.TextIOWrapper(data, encoding=encoding)
 
     def unlink(self, missing_ok: bool = False) -> None:
-        _, fs, jpath = self._fs()
-        if not fs.delete(jpath, False) and not missing_ok:
+        status = self._status()
+        if status is None:
+            if missing_ok:
+                return
             raise FileNotFoundError(f"{self._url} does not exist")
+        if status.isDirectory():
+            raise IsADirectoryError(f"{self._url} is a folder (storage.remove_tree deletes folders)")
+        _, fs, jpath = self._fs()
+        fs.delete(jpath, False)
+
+    def size(self) -> int:
+        """The file's length in bytes."""
+        status = self._status()
+        if status is None:
+            raise FileNotFoundError(f"{self._url} does not exist")
+        return status.getLen()
 
 
 Zone = Union[Path, HadoopPath]
@@ -295,7 +323,7 @@ def atomic_copy(src: Path, dest: Zone) -> bool:
     src = Path(src)
     if dest.exists():
         same = (filecmp.cmp(src, dest, shallow=False) if isinstance(dest, Path)
-                else dest.read_bytes() == src.read_bytes())
+                else dest.size() == src.stat().st_size and dest.read_bytes() == src.read_bytes())
         if same:
             return False
         raise FileExistsError(
@@ -313,7 +341,10 @@ def atomic_copy(src: Path, dest: Zone) -> bool:
             # "%20" would name a file "%20").
             local = jvm.org.apache.hadoop.fs.Path(f"file://{src.resolve().as_posix()}")
             fs.copyFromLocalFile(False, True, local, jtmp)
-            if not fs.rename(jtmp, dest._fs()[2]):     # Hadoop renames never replace a file
+            # Whether a rename replaces an existing file depends on the file system (HDFS and
+            # the object stores' connectors refuse, the local one replaces): exists() above
+            # is the check, and a refused rename is looked at again here.
+            if not fs.rename(jtmp, dest._fs()[2]):
                 if dest.exists() and dest.read_bytes() == src.read_bytes():
                     return False                       # someone landed the same file meanwhile
                 raise StorageError(f"could not rename {tmp} to {dest}")
@@ -333,4 +364,16 @@ def remove_tree(path: Zone) -> bool:
     return bool(fs.delete(jpath, True))
 
 
-__all__ = ["HadoopPath", "StorageError", "Zone", "as_zone", "atomic_copy", "is_url", "remove_tree"]
+def remove_if_empty(path: Zone) -> bool:
+    """Delete a folder if nothing is in it; False when it is missing or holds something."""
+    if not path.is_dir() or any(True for _ in path.iterdir()):
+        return False
+    if isinstance(path, Path):
+        path.rmdir()
+        return True
+    _, fs, jpath = path._fs()
+    return bool(fs.delete(jpath, False))
+
+
+__all__ = ["HadoopPath", "StorageError", "Zone", "as_zone", "atomic_copy", "is_url", "remove_if_empty",
+           "remove_tree"]

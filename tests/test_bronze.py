@@ -227,7 +227,7 @@ def test_the_table_state_warm_up_reads_the_delta_table(spark, dirty):
 
 def test_a_running_stream_picks_up_a_file_landed_while_it_runs(spark, lakehouse_home, test_data):
     from sbit_lib.config import Config
-    from sbit_lib.producer import atomic_copy
+    from sbit_lib.storage import atomic_copy
 
     config = Config.resolve(environment="bronze_stream", home=lakehouse_home, test_data=test_data)
     ensure_setup(config, spark)

@@ -54,6 +54,14 @@ def test_a_file_url_folder_is_made_filled_listed_read_and_deleted_through_hadoop
     assert list(root.glob("*/gym_logins_bz")) == [folder]
     assert [p.name for p in root.rglob("*.csv")] == [src.name]
     assert dest.relative_to(root).as_posix() == f"raw/gym_logins_bz/{src.name}"
+    assert dest.relative_to(dest) == Path(".") and dest.is_relative_to(root)
+    with pytest.raises(NotADirectoryError):
+        list(dest.iterdir())
+    with pytest.raises(IsADirectoryError):
+        folder.unlink()
+    with pytest.raises(ValueError):
+        root / "/etc"                                # an absolute part is not silently appended
+    assert list((root / "nowhere").rglob("*")) == []
     dest.unlink()
     assert not (local / "raw" / "gym_logins_bz" / src.name).exists()
     with pytest.raises(FileNotFoundError):
@@ -73,14 +81,15 @@ def test_a_url_whose_connector_is_missing_says_which_jar(spark, url, connector):
 
 
 @pytest.mark.parametrize("value, words", [("file:tmp/sbit", ["SBIT_DATA_ZONE", "not a usable URL"]),
-                                          ("s3a:bucket", ["SBIT_DATA_ZONE", "scheme:/path"])])
+                                          ("s3a:bucket", ["SBIT_DATA_ZONE", "scheme:/path"]),
+                                          ("file://tmp/sbit", ["'tmp' would be a host", "file:///tmp/sbit"])])
 def test_a_malformed_zone_url_is_refused_with_the_setting_named(value, words):
     with pytest.raises(ConfigError) as error:
         Config.resolve(data_root=value)
     assert all(word in str(error.value) for word in words)
 
 
-def test_zone_roots_come_from_the_cli_and_reach_a_job_process(tmp_path):
+def test_zone_roots_come_from_the_cli_and_are_in_a_job_process_arguments(tmp_path):
     from sbit_lib.cli import _config, build_parser
     from sbit_lib.job import _cli_args
 
@@ -130,11 +139,14 @@ def test_setup_producer_pipeline_and_cleanup_work_on_zones_given_as_file_urls(sp
     assert [p.name for p in remove_incomplete_checkpoint_writes(config)] == [".7.0b1e.tmp"]
     assert not leftover.exists()
 
+    # Clean-up removes what the pipeline put in the zones; a file someone else keeps in the
+    # environment's folder there survives, and so does that folder.
+    (data / "url_zones" / "notes.txt").write_text("not the pipeline's")
     SetupHelper(config, spark).cleanup()
-    assert not (data / "url_zones").exists() and not (checkpoints / "url_zones").exists()
+    assert os.listdir(data / "url_zones") == ["notes.txt"] and not (checkpoints / "url_zones").exists()
     assert not config.env_root.exists()
     assert config.db_name not in [d.name for d in spark.catalog.listDatabases()]
     assert (data / "url_zones_other" / "delta" / "users" / "_delta_log").is_dir()   # untouched
     SetupHelper(neighbour, spark).validate()
     SetupHelper(neighbour, spark).cleanup()
-    assert os.listdir(data) == [] and os.listdir(checkpoints) == []
+    assert os.listdir(data) == ["url_zones"] and os.listdir(checkpoints) == []

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sbit_lib.config import Config
 from sbit_lib.job import read_status
-from sbit_lib.producer import atomic_copy
+from sbit_lib.storage import atomic_copy
 from sbit_lib.stream_test import StreamTest
 from sbit_lib.tables import ALL_TABLES
 from tests.conftest import sbit_cli, wait_for

@@ -54,9 +54,8 @@ NOTEBOOK = notebook([
     print(f"environment      {config.environment}")
     print(f"mode             {config.mode}")
     print(f"database         {config.db_name}")
-    def shown(path):
-        where = relative(config, path)
-        return where if ":" in where else f"<SBIT_HOME>/{where}"     # a zone given as a URL: as it is
+    def shown(path):     # under SBIT_HOME relative to it; elsewhere (another folder, a URL) as it is
+        return f"<SBIT_HOME>/{relative(config, path)}" if path.is_relative_to(config.home) else str(path)
 
     for name in ("landing_zone", "tables_zone", "checkpoint_zone"):
         print(f"{name:16} {shown(getattr(config, name))}")

@@ -95,7 +95,7 @@ NOTEBOOK = notebook([
     the producer refuses to overwrite one with other bytes. A set that does not exist says which do.
     """),
     code("""
-    from sbit_lib.producer import atomic_copy
+    from sbit_lib.storage import atomic_copy
 
     landed = config.landing_zone / "registered_users_bz" / "1-registered_users_1.csv"
     changed = config.env_root / "scratch" / "1-registered_users_1.csv"
