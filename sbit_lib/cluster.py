@@ -239,6 +239,7 @@ def stream_run(environment: str, home: Path, sets: int, master: str) -> dict:
     from sbit_lib.config import Config
     from sbit_lib.expectations import Expectations
     from sbit_lib.session import get_spark
+    from sbit_lib.setup_helper import SetupHelper
     from sbit_lib.stream_test import StreamTest
 
     as_of = Expectations.load(Config.resolve().test_data).as_of
@@ -256,8 +257,6 @@ def stream_run(environment: str, home: Path, sets: int, master: str) -> dict:
                 _quiet(test.stop)
         raise
     _quiet(test.stop)                        # raises unless the job stopped cleanly
-    from sbit_lib.setup_helper import SetupHelper
-
     _quiet(SetupHelper(checker, spark).cleanup)
     return {"freshness_s": fresh, "app": f"sbit-{environment}"}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from sbit_lib.config import Config
-from sbit_lib.storage import as_zone, is_url
+from sbit_lib.storage import as_zone
 from sbit_lib.tables import ALL_TABLES
 
 LAYERS = ("history", "bronze", "silver", "gold")
@@ -40,7 +40,7 @@ def lesson_config(environment: str = "", home: str = "", test_data: str = "", mo
 def relative(config: Config, path) -> str:
     """`path` relative to SBIT_HOME, e.g. ``dev/checkpoints/registered_users_bz``; a path
     elsewhere (a zone given as a URL or another folder) as it is."""
-    path = as_zone(path) if is_url(path) else Path(path)
+    path = as_zone(path)
     return path.relative_to(config.home).as_posix() if path.is_relative_to(config.home) else str(path)
 
 

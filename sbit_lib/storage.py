@@ -197,49 +197,45 @@ class HadoopPath:
                 from error
 
     def _status(self):
-        """The Hadoop FileStatus, or None when nothing is there."""
+        """(file system, Hadoop path, FileStatus or None when nothing is there): one lookup
+        that the methods below share."""
         _, fs, jpath = self._fs()
         try:
-            return fs.getFileStatus(jpath)
+            return fs, jpath, fs.getFileStatus(jpath)
         except Exception as error:  # noqa: BLE001
             if _java_class(error) == "java.io.FileNotFoundException":
-                return None
+                return fs, jpath, None
             raise
 
     def exists(self) -> bool:
-        return self._status() is not None
+        return self._status()[2] is not None
 
     def is_dir(self) -> bool:
-        status = self._status()
+        status = self._status()[2]
         return status is not None and status.isDirectory()
 
     def is_file(self) -> bool:
-        status = self._status()
+        status = self._status()[2]
         return status is not None and status.isFile()
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
-        status = self._status()
+        fs, jpath, status = self._status()
         if status is not None:
             if exist_ok and status.isDirectory():
                 return
             raise FileExistsError(f"{self._url} exists")
         if not parents and not self.parent.is_dir():
             raise FileNotFoundError(f"{self.parent} does not exist (mkdir without parents=True)")
-        _, fs, jpath = self._fs()
         if not fs.mkdirs(jpath):
             raise StorageError(f"could not create the folder {self._url}")
 
-    def _children(self, jpath_statuses) -> list["HadoopPath"]:
-        return [self / status.getPath().getName() for status in jpath_statuses]
-
     def iterdir(self) -> Iterator["HadoopPath"]:
-        _, fs, jpath = self._fs()
-        status = self._status()
+        fs, jpath, status = self._status()
         if status is None:
             raise FileNotFoundError(f"{self._url} does not exist")
         if not status.isDirectory():
             raise NotADirectoryError(f"{self._url} is a file")
-        return iter(self._children(fs.listStatus(jpath)))
+        return iter([self / child.getPath().getName() for child in fs.listStatus(jpath)])
 
     def glob(self, pattern: str) -> Iterator["HadoopPath"]:
         """The paths below this one matching `pattern` (Hadoop glob: ``*`` stays within a name)."""
@@ -290,25 +286,31 @@ class HadoopPath:
         return data if mode == "rb" else io.TextIOWrapper(data, encoding=encoding)
 
     def unlink(self, missing_ok: bool = False) -> None:
-        status = self._status()
+        fs, jpath, status = self._status()
         if status is None:
             if missing_ok:
                 return
             raise FileNotFoundError(f"{self._url} does not exist")
         if status.isDirectory():
             raise IsADirectoryError(f"{self._url} is a folder (storage.remove_tree deletes folders)")
-        _, fs, jpath = self._fs()
         fs.delete(jpath, False)
 
     def size(self) -> int:
         """The file's length in bytes."""
-        status = self._status()
+        status = self._status()[2]
         if status is None:
             raise FileNotFoundError(f"{self._url} does not exist")
         return status.getLen()
 
 
 Zone = Union[Path, HadoopPath]
+
+
+def _same_bytes(src: Path, dest: Zone) -> bool:
+    """Whether the landed file `dest` holds exactly local file `src`'s bytes (sizes first)."""
+    if isinstance(dest, Path):
+        return filecmp.cmp(src, dest, shallow=False)
+    return dest.size() == src.stat().st_size and dest.read_bytes() == src.read_bytes()
 
 
 def atomic_copy(src: Path, dest: Zone) -> bool:
@@ -322,9 +324,7 @@ def atomic_copy(src: Path, dest: Zone) -> bool:
     """
     src = Path(src)
     if dest.exists():
-        same = (filecmp.cmp(src, dest, shallow=False) if isinstance(dest, Path)
-                else dest.size() == src.stat().st_size and dest.read_bytes() == src.read_bytes())
-        if same:
+        if _same_bytes(src, dest):
             return False
         raise FileExistsError(
             f"{dest} was already landed with different content; clean the environment "
@@ -345,7 +345,7 @@ def atomic_copy(src: Path, dest: Zone) -> bool:
             # the object stores' connectors refuse, the local one replaces): exists() above
             # is the check, and a refused rename is looked at again here.
             if not fs.rename(jtmp, dest._fs()[2]):
-                if dest.exists() and dest.read_bytes() == src.read_bytes():
+                if dest.exists() and _same_bytes(src, dest):
                     return False                       # someone landed the same file meanwhile
                 raise StorageError(f"could not rename {tmp} to {dest}")
     finally:
@@ -366,7 +366,7 @@ def remove_tree(path: Zone) -> bool:
 
 def remove_if_empty(path: Zone) -> bool:
     """Delete a folder if nothing is in it; False when it is missing or holds something."""
-    if not path.is_dir() or any(True for _ in path.iterdir()):
+    if not path.is_dir() or next(iter(path.iterdir()), None) is not None:
         return False
     if isinstance(path, Path):
         path.rmdir()
