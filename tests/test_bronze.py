@@ -1,21 +1,21 @@
 """Bronze on the real course data and generated heart-rate sets: counts, the date fix,
 re-runs, exactly-once appends and malformed input. Expected values come from the
-reference computation (sbit_lib.reference), never from Spark."""
+reference computation (sbit_lib.testing.reference), never from Spark."""
 
 import json
 
 import pytest
 
-from sbit_lib.bronze import SOURCES, Bronze, _BatchWriter
-from sbit_lib.expectations import Expectations
-from sbit_lib.producer import Producer
-from sbit_lib.run import ensure_setup
+from sbit_lib.course.bronze import SOURCES, Bronze, _BatchWriter
+from sbit_lib.course.producer import Producer
+from sbit_lib.course.run import ensure_setup
+from sbit_lib.testing.expectations import Expectations
 from tests.conftest import sbit_cli, wait_for
 
 
 @pytest.fixture(scope="module")
 def env(spark, lakehouse_home, test_data):
-    from sbit_lib.config import Config
+    from sbit_lib.course.config import Config
 
     config = Config.resolve(environment="bronze_t", home=lakehouse_home, test_data=test_data)
     ensure_setup(config, spark)
@@ -140,7 +140,7 @@ GOOD_JSON = [{"key": "1", "value": "{}", "topic": "workout", "partition": 0, "of
 
 @pytest.fixture(scope="module")
 def dirty(spark, lakehouse_home, test_data):
-    from sbit_lib.config import Config
+    from sbit_lib.course.config import Config
 
     config = Config.resolve(environment="bronze_bad", home=lakehouse_home, test_data=test_data)
     ensure_setup(config, spark)
@@ -189,7 +189,7 @@ def test_timestamps_outside_any_calendar_get_a_null_date_not_a_crash(spark, dirt
 
 
 def test_a_changed_date_lookup_reaches_the_next_batch(spark, dirty):
-    """Bronze caches date_lookup in the process; a change to the table must invalidate it."""
+    """Bronze reads date_lookup at every micro-batch: a reloaded calendar reaches the next one."""
     spark.sql(f"UPDATE {dirty.qualified('date_lookup')} SET week_part = 'changed' WHERE date = '2023-03-11'")
     record = dict(GOOD_JSON[0], offset=98)            # 1678521900 = 2023-03-11 08:05 UTC
     land(dirty, "kafka_multiplex_bz", "changed.json", json.dumps(record) + "\n")
@@ -197,37 +197,11 @@ def test_a_changed_date_lookup_reaches_the_next_batch(spark, dirty):
     row = spark.table(dirty.qualified("kafka_multiplex_bz")).where("offset = 98").first()
     assert (str(row["date"]), row["week_part"]) == ("2023-03-11", "changed")
 
-def test_starting_the_multiplex_query_reads_date_lookup_ahead_of_any_batch(spark, dirty):
-    """The read overlaps Spark's start of the query: even a run with no new file (no
-    micro-batch at all) leaves date_lookup's rows cached for the first batch."""
-    from sbit_lib.bronze import _DATE_LOOKUPS
-
-    location = str(dirty.table_location("date_lookup"))
-    _DATE_LOOKUPS.pop(location, None)
-    bronze = Bronze(dirty, spark)
-    query = bronze.consume_multiplex(once=True)
-    query.awaitTermination()
-    assert sum(p["numInputRows"] for p in query.recentProgress) == 0
-    bronze.wait_for_warmups(60)
-    table = {r["date"]: r["week_part"] for r in
-             spark.table(dirty.qualified("date_lookup")).where("date IS NOT NULL").collect()}
-    assert location in _DATE_LOOKUPS and _DATE_LOOKUPS[location][1] == table and len(table) > 300
-
-
-def test_the_table_state_warm_up_reads_the_delta_table(spark, dirty):
-    """Its errors are only logged (a warm-up), so a broken call would go unnoticed but here."""
-    from sbit_lib.bronze import _table_state
-
-    location = dirty.table_location("kafka_multiplex_bz")
-    detail = _table_state(spark, str(location))()
-    assert detail[0]["format"] == "delta" and detail[0]["location"].rstrip("/").endswith(str(location))
-
-
 # ---------------------------------------------------------------- stream mode
 
 def test_a_running_stream_picks_up_a_file_landed_while_it_runs(spark, lakehouse_home, test_data):
-    from sbit_lib.config import Config
-    from sbit_lib.storage import atomic_copy
+    from sbit_lib.course.config import Config
+    from sbit_lib.spark.storage import atomic_copy
 
     config = Config.resolve(environment="bronze_stream", home=lakehouse_home, test_data=test_data)
     ensure_setup(config, spark)
@@ -245,9 +219,4 @@ def test_a_running_stream_picks_up_a_file_landed_while_it_runs(spark, lakehouse_
         for query in queries:
             query.stop()
     assert all(not q.isActive and q.exception() is None for q in queries)
-    # Only the heart-rate table's state is built ahead (at the start; the small tables' batches
-    # start no re-warm), and every warm-up is tracked, so a caller can wait for them.
-    assert {t.name for t in bronze._warmups} == {"warm kafka_multiplex_bz"}
-    bronze.wait_for_warmups(60)
-    assert bronze._warmups == []
     assert (config.checkpoint_dir("registered_users_bz") / "commits").is_dir()

@@ -1,12 +1,12 @@
-"""The driver JVM's class-data archive (sbit_lib/cds.py): made by `make setup` for this JDK
+"""The driver JVM's class-data archive (sbit_lib/spark/cds.py): made by `make setup` for this JDK
 and these jars, accepted by the JVM Spark starts, and ignored when it does not match."""
 
 import os
 import subprocess
 import sys
 
-from sbit_lib import cds
-from sbit_lib.session import DEFAULT_JAVA_OPTIONS
+from sbit_lib.spark import cds
+from sbit_lib.spark.java import DEFAULT_JAVA_OPTIONS
 
 
 def test_the_archive_of_this_setup_is_accepted_by_the_jvm_spark_starts(tmp_path):
@@ -14,7 +14,7 @@ def test_the_archive_of_this_setup_is_accepted_by_the_jvm_spark_starts(tmp_path)
     where the default, -Xshare:auto, would silently load classes the slow way."""
     archive = cds.archive_path()
     assert archive.is_file(), f"no class-data archive {archive}: `make setup` (sbit cds) makes it"
-    code = ("from sbit_lib.config import Config; from sbit_lib.session import get_spark; "
+    code = ("from sbit_lib.course.config import Config; from sbit_lib.course.catalog import get_spark; "
             f"spark = get_spark(Config.resolve(environment='cds_t', home={str(tmp_path)!r})); "
             "spark.range(3).write.format('delta').save(" + repr(str(tmp_path / "t")) + "); "
             "print(spark.sparkContext._jvm.java.lang.management.ManagementFactory"

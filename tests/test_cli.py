@@ -1,6 +1,6 @@
 """The `sbit` command line: errors are one clear line with a non-zero exit."""
 
-from sbit_lib import cli
+from sbit_lib.ops import cli
 from tests.conftest import sbit_cli
 
 
@@ -33,7 +33,7 @@ def test_sql_on_an_environment_without_tables_says_run_setup(spark, make_config,
 
 
 def test_sql_prints_csv_and_json(spark, make_config, capsys):
-    from sbit_lib.session import create_database
+    from sbit_lib.course.catalog import create_database
 
     config = make_config("cli_t")
     create_database(spark, config)

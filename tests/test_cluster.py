@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from sbit_lib.cluster import LOOPBACK, ClusterError, LocalCluster
+from sbit_lib.ops.cluster import LOOPBACK, ClusterError, LocalCluster
 
 # A separate process: the test process already has its (local) SparkSession.
 CLIENT = r"""
 import json, sys
-from sbit_lib.config import Config
-from sbit_lib.session import get_spark
+from sbit_lib.course.config import Config
+from sbit_lib.course.catalog import get_spark
 from pyspark.sql import functions as F
 import time
 config = Config.resolve(environment="cluster_client", home=sys.argv[1])
@@ -99,7 +99,7 @@ def test_a_cluster_that_cannot_start_says_so_and_leaves_nothing_running(tmp_path
 
 def test_a_wrong_shuffle_partitions_setting_is_refused_before_spark_starts(tmp_path):
     env = {**os.environ, "SBIT_SHUFFLE_PARTITIONS": "two", "SBIT_HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", "from sbit_lib.session import get_spark; get_spark()"],
+    done = subprocess.run([sys.executable, "-c", "from sbit_lib.course.catalog import get_spark; get_spark()"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "SBIT_SHUFFLE_PARTITIONS='two' is not a positive whole number" in done.stderr

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from sbit_lib.config import PROJECT_ROOT, Config, ConfigError
+from sbit_lib.course.config import PROJECT_ROOT, Config, ConfigError
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from sbit_lib import bpm_generator as gen
-from sbit_lib.config import PROJECT_ROOT
+from sbit_lib.course.config import PROJECT_ROOT
+from sbit_lib.testing import bpm_generator as gen
 
 COURSE_FILES = ["1-registered_users_1.csv", "1-registered_users_2.csv", "4-workout_1.json", "4-workout_2.json"]
 

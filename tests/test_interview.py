@@ -10,7 +10,7 @@ import re
 import nbformat
 import pytest
 
-from sbit_lib.config import PROJECT_ROOT
+from sbit_lib.course.config import PROJECT_ROOT
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "00-interview-walkthrough.ipynb"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sbit_lib import jars
-from sbit_lib.jars import JarResolutionError
+from sbit_lib.spark import jars
+from sbit_lib.spark.jars import JarResolutionError
 
 
 def test_artifact_matches_the_installed_spark_and_delta():

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from sbit_lib import java
-from sbit_lib.java import JavaNotFoundError, find_java, java_major_version
+from sbit_lib.spark import java
+from sbit_lib.spark.java import JavaNotFoundError, find_java, java_major_version
 
 
 def fake_java_home(root, version_line: str):

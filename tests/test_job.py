@@ -8,15 +8,22 @@ import time
 
 import pytest
 
-from sbit_lib.config import Config
-from sbit_lib.job import (JobLock, JobLockedError, ensure_not_running, format_status, job_dir, read_status,
-                          request_stop)
+from sbit_lib.course.config import Config
+from sbit_lib.ops.job import (
+    JobLock,
+    JobLockedError,
+    ensure_not_running,
+    format_status,
+    job_dir,
+    read_status,
+    request_stop,
+)
 from tests.conftest import sbit_cli, wait_for
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from sbit_lib.config import Config
-    from sbit_lib.job import JobLock
+    from sbit_lib.course.config import Config
+    from sbit_lib.ops.job import JobLock
     config = Config.resolve(environment=sys.argv[1], home=sys.argv[2])
     lock = JobLock(config, sys.argv[3]).acquire()
     print("locked", flush=True)
@@ -138,7 +145,7 @@ def test_a_wrong_trigger_interval_is_refused_before_anything_starts(config):
 
 def test_start_job_reports_a_job_that_dies_at_start(config, tmp_path):
     """A job that cannot start (here: no history file to load) fails with the end of its log."""
-    from sbit_lib.job import start_job
+    from sbit_lib.ops.job import start_job
 
     bad = Config.resolve(environment="bad_start", home=config.home, test_data=tmp_path / "missing")
     job = start_job(bad, processing_time="1 second")
@@ -150,7 +157,7 @@ def test_start_job_reports_a_job_that_dies_at_start(config, tmp_path):
 
 def test_a_crashed_writes_leftovers_are_removed_from_the_checkpoint_logs(tmp_path):
     """What a run killed while Spark wrote offsets/0 leaves behind (seen in CI), and nothing else."""
-    from sbit_lib.run import remove_incomplete_checkpoint_writes
+    from sbit_lib.course.run import remove_incomplete_checkpoint_writes
 
     config = Config.resolve(environment="crashed", home=tmp_path)
     offsets = config.checkpoint_dir("user_bins") / "offsets"

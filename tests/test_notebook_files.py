@@ -1,14 +1,16 @@
-"""The committed notebooks are source files: generated from tools/notebooks/, in the course's
-numbering, on the project's kernel, and free of outputs that carry machine paths or noise."""
+"""The committed notebooks are source files: each .ipynb paired with a jupytext percent script
+(notebooks/NN-name.py) holding the same cells, in the course's numbering, on the project's
+kernel, free of outputs that carry machine paths or noise, and linted as code."""
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from sbit_lib.config import PROJECT_ROOT
+from sbit_lib.course.config import PROJECT_ROOT
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 COURSE_STEPS = ["01-config", "02-setup", "03-history-loader", "04-bronze", "05-silver", "06-gold",
@@ -56,7 +58,7 @@ def test_every_course_step_has_its_notebook_and_the_walkthrough_comes_first():
 @pytest.mark.parametrize("path", committed(), ids=lambda p: p.name)
 def test_a_committed_notebook_has_no_volatile_output(path):
     nb = nbformat.read(path, as_version=4)
-    assert problems(nb) == []
+    assert problems(nb) == [], FIX
     assert nb.metadata.kernelspec.name == "sbit-lakehouse"
     assert nb.metadata.execution.timeout <= 900
 
@@ -73,14 +75,41 @@ def test_the_check_finds_paths_noise_and_run_records():
     assert any("/home/" in line for line in found) and any("5,000 characters" in line for line in found)
 
 
-def test_the_notebooks_are_what_tools_make_notebooks_writes():
-    sys.path.insert(0, str(PROJECT_ROOT / "tools"))
-    from make_notebooks import sources
+FIX = "run `make notebooks` (syncs each notebook with its paired script and strips outputs)"
 
-    stale = [name for name, nb in sources().items()
-             if not (NOTEBOOKS / name).exists()
-             or nbformat.writes(nb).strip() != (NOTEBOOKS / name).read_text().strip()]
-    assert stale == [], f"regenerate with `python tools/make_notebooks.py`: {stale}"
+
+def cells(nb) -> list[tuple]:
+    """What a pair must agree on: each cell's kind, source, tags and nbmake settings."""
+    return [(c.cell_type, c.source.strip(), c.metadata.get("tags", []), c.metadata.get("nbmake"))
+            for c in nb.cells]
+
+
+@pytest.mark.parametrize("path", committed(), ids=lambda p: p.name)
+def test_every_notebook_is_paired_with_a_percent_script_holding_the_same_cells(path):
+    import jupytext
+
+    script = path.with_suffix(".py")
+    assert script.exists(), f"{script.name} is missing: {FIX}"
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    paired = jupytext.read(script)
+    assert cells(paired) == cells(nb), f"{path.name} and {script.name} differ: {FIX}"
+    assert paired.metadata["execution"] == nb.metadata["execution"]
+
+
+def test_the_pair_check_notices_an_edited_script(tmp_path):
+    import jupytext
+
+    nb = nbformat.read(committed()[1], as_version=4)
+    edited = jupytext.reads(jupytext.writes(nb, fmt="py:percent").replace("environment = ", "environment  = "),
+                            fmt="py:percent")
+    assert cells(edited) != cells(nb)
+
+
+def test_the_code_and_the_notebook_scripts_pass_the_linter():
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "sbit_lib", "tests",
+                           "notebooks", "conftest.py"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("path", committed(), ids=lambda p: p.name)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from sbit_lib import storage as storage_module
-from sbit_lib.config import Config
-from sbit_lib.producer import Producer, count_records
-from sbit_lib.validation import ValidationError
+from sbit_lib.course.config import Config
+from sbit_lib.course.producer import Producer, count_records
+from sbit_lib.spark import storage as storage_module
+from sbit_lib.testing.validation import ValidationError
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The independent reference computation (sbit_lib.reference) and its loader (sbit_lib.expectations).
+"""The independent reference computation (sbit_lib.testing.reference) and its loader (sbit_lib.testing.expectations).
 
 Pure Python/pandas, no Spark. Rule tests use tiny hand-made data folders; the
 course-data tests use the course files plus generated heart-rate sets 1-3.
@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sbit_lib import bpm_generator, reference
-from sbit_lib.expectations import SCHEMAS, Expectations, ExpectationsError, TableExpectation
+from sbit_lib.testing import bpm_generator, reference
+from sbit_lib.testing.expectations import Expectations, ExpectationsError, TableExpectation
+from sbit_lib.testing.spec import SCHEMAS
 
 TEST_DATA = Path(__file__).resolve().parents[1] / "test_data"
 COURSE_FILES = [

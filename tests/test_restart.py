@@ -9,14 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from sbit_lib.bronze import Bronze
-from sbit_lib.config import Config
-from sbit_lib.gold import Gold
-from sbit_lib.producer import Producer
-from sbit_lib.run import run
-from sbit_lib.session import get_spark
-from sbit_lib.silver import Silver
-from sbit_lib.stream_test import StreamTest
+from sbit_lib.course.bronze import Bronze
+from sbit_lib.course.catalog import get_spark
+from sbit_lib.course.config import Config
+from sbit_lib.course.gold import Gold
+from sbit_lib.course.producer import Producer
+from sbit_lib.course.run import run
+from sbit_lib.course.silver import Silver
+from sbit_lib.ops.stream_test import StreamTest
 from tests.conftest import sbit_cli, wait_for
 
 

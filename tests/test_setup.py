@@ -2,11 +2,11 @@
 
 import pytest
 
-from sbit_lib.history import HistoryLoader
-from sbit_lib.producer import Producer
-from sbit_lib.setup_helper import SetupHelper
-from sbit_lib.tables import ALL_TABLES, GYM_SUMMARY, QUARANTINE, TABLES
-from sbit_lib.validation import ValidationError
+from sbit_lib.course.history import HistoryLoader
+from sbit_lib.course.producer import Producer
+from sbit_lib.course.setup_helper import SetupHelper
+from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY, QUARANTINE, TABLES
+from sbit_lib.testing.validation import ValidationError
 
 
 def latest_version(spark, table: str) -> int:
@@ -64,7 +64,7 @@ def test_cleanup_removes_one_environment_only(spark, make_config):
 
 def test_a_second_session_sees_tables_through_their_locations(spark, make_config):
     """What another process does on start: point a fresh catalog at the Delta folders."""
-    from sbit_lib.session import register_tables
+    from sbit_lib.course.catalog import register_tables
 
     config = make_config("setup_idem")
     spark.sql(f"DROP TABLE {config.qualified('date_lookup')}")       # forget it (data stays)

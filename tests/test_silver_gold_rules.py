@@ -10,12 +10,12 @@ import shutil
 
 import pytest
 
-from sbit_lib.config import PROJECT_ROOT, Config
-from sbit_lib.gold import Gold
-from sbit_lib.producer import Producer
-from sbit_lib.reference import write_expectations
-from sbit_lib.run import run
-from sbit_lib.silver import Silver
+from sbit_lib.course.config import PROJECT_ROOT, Config
+from sbit_lib.course.gold import Gold
+from sbit_lib.course.producer import Producer
+from sbit_lib.course.run import run
+from sbit_lib.course.silver import Silver
+from sbit_lib.testing.reference import write_expectations
 
 START = 1678521600            # 2023-03-11 08:00:00 UTC
 END = START + 3600            # a one-hour workout

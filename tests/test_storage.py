@@ -1,5 +1,5 @@
 """Zones given as Hadoop-compatible URLs: the producer, set-up, the pipeline and clean-up
-work on ``file:///`` zones through Hadoop's FileSystem (sbit_lib.storage.HadoopPath), the
+work on ``file:///`` zones through Hadoop's FileSystem (sbit_lib.spark.storage.HadoopPath), the
 code path an ``s3a://`` or ``abfss://`` zone takes. What landed and what was deleted is
 checked with Python's own file functions, not through that layer."""
 
@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from sbit_lib.bronze import Bronze
-from sbit_lib.config import Config, ConfigError
-from sbit_lib.gold import Gold
-from sbit_lib.history import HistoryLoader
-from sbit_lib.producer import SOURCES, Producer, count_records
-from sbit_lib.run import remove_incomplete_checkpoint_writes, run
-from sbit_lib.setup_helper import SetupHelper
-from sbit_lib.silver import Silver
-from sbit_lib.storage import HadoopPath, StorageError, atomic_copy, remove_tree
+from sbit_lib.course.bronze import Bronze
+from sbit_lib.course.config import Config, ConfigError
+from sbit_lib.course.gold import Gold
+from sbit_lib.course.history import HistoryLoader
+from sbit_lib.course.producer import SOURCES, Producer, count_records
+from sbit_lib.course.run import remove_incomplete_checkpoint_writes, run
+from sbit_lib.course.setup_helper import SetupHelper
+from sbit_lib.course.silver import Silver
+from sbit_lib.spark.storage import HadoopPath, StorageError, atomic_copy, remove_tree
 
 
 def visible(folder: Path) -> list[str]:
@@ -90,8 +90,8 @@ def test_a_malformed_zone_url_is_refused_with_the_setting_named(value, words):
 
 
 def test_zone_roots_come_from_the_cli_and_are_in_a_job_process_arguments(tmp_path):
-    from sbit_lib.cli import _config, build_parser
-    from sbit_lib.job import _cli_args
+    from sbit_lib.ops.cli import _config, build_parser
+    from sbit_lib.ops.job import _cli_args
 
     args = build_parser().parse_args(["status", "--env", "qa", "--home", str(tmp_path),
                                       "--data-zone", "s3a://b/sbit", "--checkpoint-zone", "file:///c/k"])

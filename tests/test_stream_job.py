@@ -11,11 +11,11 @@ import os
 import signal
 from datetime import datetime
 
-from sbit_lib.config import Config
-from sbit_lib.job import read_status
-from sbit_lib.storage import atomic_copy
-from sbit_lib.stream_test import StreamTest
-from sbit_lib.tables import ALL_TABLES
+from sbit_lib.course.config import Config
+from sbit_lib.course.tables import ALL_TABLES
+from sbit_lib.ops.job import read_status
+from sbit_lib.ops.stream_test import StreamTest
+from sbit_lib.spark.storage import atomic_copy
 from tests.conftest import sbit_cli, wait_for
 
 QUERIES = 12

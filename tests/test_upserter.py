@@ -1,7 +1,7 @@
 """The time-range pruned insert-only MERGE: replaying rows never duplicates them, even when
 their times have sub-millisecond parts that Delta's file statistics truncate."""
 
-from sbit_lib.upserter import insert_new
+from sbit_lib.course.upserter import insert_new
 
 ROWS = "SELECT id AS device_id, timestamp_micros(1678521600000500 + id * 1000000) AS time, 70.0 + id AS heartrate FROM range({lo}, {hi})"
 

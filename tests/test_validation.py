@@ -5,7 +5,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from sbit_lib.validation import ValidationError, assert_count, assert_rows, diff_rows
+from sbit_lib.testing.validation import ValidationError, assert_count, assert_rows, diff_rows
 
 
 def test_assert_count_shows_expected_and_found(spark):

@@ -1,0 +1,93 @@
+# ---
+# jupyter:
+#   execution:
+#     timeout: 900
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: execution
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (sbit-lakehouse)
+#     language: python
+#     name: sbit-lakehouse
+# ---
+
+# %% [markdown]
+# # 08 · Batch test
+#
+# The course's `08-batch-test`, locally: start from a clean environment, then for each set land its files, run `07-run` (with papermill, as the course runs it with `dbutils.notebook.run`) and validate every layer against the **expected results**. The expected results come from an independent reference computation in plain Python/pandas over the input files (`sbit_lib/testing/reference.py`), never from Spark.
+#
+# In **default** mode every silver and gold table must equal the reference row for row. In **course** mode `gym_summary` must equal the course's own `7-gym_summary_<n>.parquet`; the watermarked gold summary depends on micro-batch boundaries, so it is checked as a subset of the reference.
+#
+# ```mermaid
+# flowchart LR
+#     C[clean + setup] --> P1[produce set 1] --> R1[papermill 07-run] --> V1[validate<br/>every layer]
+#     V1 --> P2[produce set 2] --> R2[papermill 07-run] --> V2[validate<br/>every layer]
+# ```
+
+# %% nbmake={"mock": {"mode": "course", "sets": 1}} tags=["parameters"]
+environment = "batch_test"
+sets = 2
+mode = "default"          # default | course
+home = ""
+test_data = ""
+keep_tables = False     # True: leave the tables for inspection
+spark_master = ""        # empty: SBIT_SPARK_MASTER, else local mode (passed on to 07-run)
+
+# %%
+
+import papermill
+
+from sbit_lib.course.config import PROJECT_ROOT, Config
+from sbit_lib.testing.expectations import Expectations
+from sbit_lib.course.bronze import Bronze
+from sbit_lib.course.gold import Gold
+from sbit_lib.course.history import HistoryLoader
+from sbit_lib.course.producer import Producer
+from sbit_lib.course.run import ensure_setup
+from sbit_lib.course.catalog import get_spark
+from sbit_lib.course.setup_helper import SetupHelper
+from sbit_lib.course.silver import Silver
+
+# Ages are computed as of the date the expected results were computed for.
+as_of = Expectations.load(Config.resolve(test_data=test_data).test_data).as_of.isoformat()
+config = Config.resolve(environment=environment, mode=mode, home=home, test_data=test_data, as_of=as_of,
+                        spark_master=spark_master)
+spark = get_spark(config)
+build = PROJECT_ROOT / "build"
+build.mkdir(exist_ok=True)
+print(f"Batch test of {config.db_name}, mode {config.mode}, sets 1..{sets}")
+
+# %%
+SetupHelper(config, spark).cleanup()
+ensure_setup(config, spark)
+SetupHelper(config, spark).validate()
+HistoryLoader(config, spark).validate()
+
+# %%
+for n in range(1, sets + 1):
+    Producer(config).produce(n)
+    Producer(config).validate(n)
+    papermill.execute_notebook(
+        str(PROJECT_ROOT / "notebooks" / "07-run.ipynb"),
+        str(build / f"07-run-{config.environment}-set{n}.ipynb"),
+        parameters=dict(environment=config.environment, run_type="once", mode=config.mode,
+                        home=str(config.home), test_data=str(config.test_data), as_of=as_of,
+                        spark_master=config.spark_master),
+        cwd=str(PROJECT_ROOT / "notebooks"), progress_bar=False)
+    Bronze(config, spark).validate(n)
+    Silver(config, spark).validate(n)
+    Gold(config, spark).validate(n)
+    print(f"Set {n} validated")
+
+# %%
+spark.table(config.qualified("gym_summary")).show(truncate=False)
+spark.table(config.qualified("workout_bpm_summary")).orderBy("user_id", "session_id").show(truncate=False)
+
+# %%
+if not keep_tables:
+    SetupHelper(config, spark).cleanup()

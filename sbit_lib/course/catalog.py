@@ -1,0 +1,99 @@
+"""The course's tables in this process's Spark catalog, and the one way to get Spark.
+
+``get_spark(config)`` returns the process's SparkSession (``sbit_lib.spark.session``)
+and points its catalog at the environment's Delta tables.
+
+Why register on every start? Spark's default catalog lives in memory and dies
+with the process; a Hive metastore (embedded Derby) lets only one JVM open it at
+a time, so a papermill child or a second terminal could not see the tables while
+a stream runs. Here the tables *are* their Delta folders: any process can point
+its catalog at them with ``CREATE TABLE IF NOT EXISTS ... USING DELTA LOCATION``,
+which reads schema and partitioning from the Delta log.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from sbit_lib.course.config import Config
+from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY, GYM_SUMMARY_SQL
+from sbit_lib.spark.session import spark_session
+
+
+def sql_str(value: object) -> str:
+    """Quote a value (e.g. a path) as a SQL string literal."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def get_spark(config: Config | None = None) -> SparkSession:
+    """Return the process's SparkSession with Delta, registering `config`'s tables.
+
+    An existing session (a test fixture, a notebook, Databricks) is reused as it is.
+
+    >>> spark = get_spark(Config.resolve(environment="dev"))   # doctest: +SKIP
+    """
+    config = config or Config.resolve()
+    spark = spark_session(f"sbit-{config.environment}", config.spark_master, config.spark_ui,
+                          str(config.home / "spark-warehouse"))
+    register_tables(spark, config)
+    return spark
+
+
+# Which tables folder (local or URL) each database of this process's catalog points at.
+_DATABASE_ROOTS: dict[str, object] = {}
+
+
+def _claim_database(spark: SparkSession, config: Config) -> None:
+    """Make this process's catalog entry for config's database point at config's folders.
+
+    The same environment name under another ``SBIT_HOME`` or data zone (a notebook re-run
+    with other parameters) has the same database name: forget the old entries first, so a name
+    never resolves to another lakehouse's table. Dropping an external table's entry
+    deletes no data.
+    """
+    previous = _DATABASE_ROOTS.get(config.db_name)
+    if previous is not None and previous != config.tables_zone and spark.catalog.databaseExists(config.db_name):
+        for table in spark.catalog.listTables(config.db_name):
+            kind = "VIEW" if table.tableType == "VIEW" else "TABLE"
+            spark.sql(f"DROP {kind} IF EXISTS {config.db_name}.{table.name}")
+        spark.sql(f"DROP DATABASE IF EXISTS {config.db_name}")
+    _DATABASE_ROOTS[config.db_name] = config.tables_zone
+
+
+def register_tables(spark: SparkSession, config: Config) -> list[str]:
+    """Point the catalog at every Delta table of `config` that exists on disk; return their names.
+
+    The ``gym_summary`` view is (re)created once its three source tables are registered.
+    """
+    _claim_database(spark, config)
+    registered: list[str] = []
+    for table in ALL_TABLES:
+        location = config.table_location(table.name)
+        if not (location / "_delta_log").is_dir():
+            continue
+        if not registered:
+            create_database(spark, config)
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {config.qualified(table.name)} "
+            f"USING DELTA LOCATION {sql_str(location)}"
+        )
+        registered.append(table.name)
+    if {"gym_logs", "completed_workouts", "users"} <= set(registered):
+        create_view(spark, config)
+    return registered
+
+
+def create_database(spark: SparkSession, config: Config) -> None:
+    """Create the environment's database in the catalog.
+
+    It gets no LOCATION of its own: every table names its folder, and dropping the
+    database (cleanup) then never deletes a folder by itself.
+    """
+    _claim_database(spark, config)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {config.db_name}")
+
+
+def create_view(spark: SparkSession, config: Config) -> None:
+    """(Re)create the gym_summary view; a view lives in the catalog only, so every process makes it."""
+    body = GYM_SUMMARY_SQL.format(db=config.db_name)
+    spark.sql(f"CREATE OR REPLACE VIEW {config.qualified(GYM_SUMMARY)} AS {body}")

@@ -1,0 +1,73 @@
+"""Run the course's batch test notebook (``notebooks/08-batch-test.ipynb``) with papermill.
+
+``make run`` calls this: sets 1..2 through every layer, validated against the expected
+results, the executed notebook kept in ``build/`` and its printed results shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sbit_lib.course.config import PROJECT_ROOT
+
+NOTEBOOK = PROJECT_ROOT / "notebooks" / "08-batch-test.ipynb"
+BUILD = PROJECT_ROOT / "build"
+
+
+def run_batch_test(sets: int = 2, mode: str = "default", environment: str = "batch_test",
+                   keep_tables: bool = False, output: Path | None = None, **parameters) -> Path:
+    """Execute 08-batch-test with papermill; return the executed notebook (raises if a check fails)."""
+    import papermill
+
+    output = Path(output or BUILD / f"08-batch-test-{mode}.ipynb")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(output), progress_bar=False,
+        cwd=str(NOTEBOOK.parent),
+        parameters=dict(environment=environment, sets=sets, mode=mode, keep_tables=keep_tables, **parameters))
+    return output
+
+
+def printed_output(notebook: Path) -> str:
+    """Return what the notebook's cells printed, in order."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    return "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                   for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+
+
+def report(execute, output: Path, what: str, passed: str) -> int:
+    """Run `execute()` (a papermill execution writing `output`), print what the notebook printed,
+    and end with one line: `passed`, or ``error: <what> failed: ...``; return the exit code."""
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        execute()
+    except PapermillExecutionError as err:
+        print(printed_output(output))
+        print(f"error: {what} failed: {err.ename}: {err.evalue.splitlines()[0] if err.evalue else ''} "
+              f"(executed notebook: {output})", file=sys.stderr)
+        return 1
+    print(printed_output(output))
+    print(passed)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", type=int, default=2)
+    parser.add_argument("--mode", default="default", choices=("default", "course"))
+    parser.add_argument("--env", default="batch_test")
+    parser.add_argument("--keep-tables", action="store_true", help="leave the tables for inspection")
+    args = parser.parse_args(argv)
+    output = BUILD / f"08-batch-test-{args.mode}.ipynb"
+    return report(lambda: run_batch_test(args.sets, args.mode, args.env, args.keep_tables, output), output,
+                  "batch test",
+                  f"Batch test passed for sets 1..{args.sets} in {args.mode} mode; executed notebooks in {BUILD}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
