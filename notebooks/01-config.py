@@ -43,6 +43,9 @@
 # (`describe external location data_zone`) and takes the environment from a *widget*. Here the
 # locations come from configuration, and the notebook's `parameters` cell is the widget:
 # papermill (and `08-batch-test`) can run this notebook with other values.
+#
+# **Runs:** nothing but the configuration and one Spark session (about 15-30 s on a 2-core laptop,
+# most of it Spark starting).
 
 # %% tags=["parameters"]
 environment = "dev"      # the course's Environment widget

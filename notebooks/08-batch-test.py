@@ -23,6 +23,10 @@
 #
 # In **default** mode every silver and gold table must equal the reference row for row. In **course** mode `gym_summary` must equal the course's own `7-gym_summary_<n>.parquet`; the watermarked gold summary depends on micro-batch boundaries, so it is checked as a subset of the reference.
 #
+# **Runs:** per set, a fresh papermill kernel for `07-run` (its own Spark start) and the validation:
+# about 2 minutes per set on a 2-core laptop, 4-5 minutes for the default two sets (`make run` runs
+# this notebook).
+#
 # ```mermaid
 # flowchart LR
 #     C[clean + setup] --> P1[produce set 1] --> R1[papermill 07-run] --> V1[validate<br/>every layer]

@@ -96,7 +96,7 @@ def test_set_2_adds_its_records(spark, env, expected):
 def test_a_replayed_micro_batch_is_not_appended_twice(spark, env):
     """After a crash Spark replays the last micro-batch: Delta's txnAppId/txnVersion skip it."""
     source = SOURCES["registered_users_bz"]
-    writer = _BatchWriter(Bronze(env, spark), source, lambda df: df)
+    writer = _BatchWriter(env, source, lambda df: df)
     writer._app_id = "replay-test"   # not the real query's id: its later batches must not be skipped
     batch = spark.createDataFrame(
         [(99001, 1, "aa:aa", 1.0, None, "file:/replay.csv")],
@@ -115,7 +115,7 @@ def test_a_replayed_micro_batch_is_not_appended_twice(spark, env):
 def test_a_replayed_micro_batch_with_a_malformed_record_is_not_kept_twice(spark, env):
     """The writer counts malformed rows while it writes; a skipped (replayed) write must not hang it."""
     source = SOURCES["registered_users_bz"]
-    writer = _BatchWriter(Bronze(env, spark), source, lambda df: df)
+    writer = _BatchWriter(env, source, lambda df: df)
     writer._app_id = "replay-bad-test"
     batch = spark.createDataFrame(
         [(99101, 1, "aa:bb", 1.0, None, "file:/replay-bad.csv"),

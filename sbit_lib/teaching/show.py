@@ -1,0 +1,56 @@
+"""Show the library's own code in a notebook, so what a learner reads is what runs.
+
+``show(Bronze._read)`` renders the method's source as it is in ``sbit_lib`` (never a copy
+that could drift), with the file it lives in; ``show_sql(text)`` renders a statement the
+library holds (e.g. a MERGE) as SQL.
+
+>>> from sbit_lib.course.bronze import Bronze
+>>> print(source(Bronze.consume_gym_logins).splitlines()[0])
+def consume_gym_logins(self, once: bool = True, processing_time: str = "5 seconds"):
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from pathlib import Path
+
+from sbit_lib import PROJECT_ROOT
+
+
+def source(obj) -> str:
+    """The source code of a function, method or class, dedented."""
+    return textwrap.dedent(inspect.getsource(obj)).rstrip()
+
+
+def where(obj) -> str:
+    """``sbit_lib/course/bronze.py, line 123``: where `obj` is defined, relative to the project."""
+    path = Path(inspect.getsourcefile(obj)).resolve()
+    try:
+        path = path.relative_to(PROJECT_ROOT)
+    except ValueError:
+        pass
+    return f"{path.as_posix()}, line {inspect.getsourcelines(obj)[1]}"
+
+
+def _display(markdown: str, text: str):
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:      # outside Jupyter: plain text
+        print(text)
+        return
+    display(Markdown(markdown))
+
+
+def show(*objs) -> None:
+    """Render the source of each of `objs` (functions, methods, classes) with where it lives."""
+    for obj in objs:
+        code = source(obj)
+        _display(f"`{where(obj)}`\n\n```python\n{code}\n```", f"# {where(obj)}\n{code}")
+
+
+def show_sql(sql: str, title: str = "") -> None:
+    """Render a SQL statement the library holds, dedented (e.g. an Upserter's MERGE)."""
+    text = textwrap.dedent(sql).strip()
+    heading = f"{title}\n\n" if title else ""
+    _display(f"{heading}```sql\n{text}\n```", f"-- {title}\n{text}" if title else text)
