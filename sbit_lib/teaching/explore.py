@@ -123,14 +123,57 @@ def progress(query) -> dict:
     return {"name": last.get("name"), "batch_id": last.get("batchId"), "input_rows": last.get("numInputRows")}
 
 
+def _newest(folder, suffix: str = "") -> float:
+    """The newest modification time (s) of the files in `folder` (0 when there are none)."""
+    folder = Path(str(folder))
+    if not folder.is_dir():
+        return 0.0
+    times = [p.stat().st_mtime for p in folder.iterdir()
+             if p.is_file() and p.name.endswith(suffix) and not p.name.startswith(".")]
+    return max(times, default=0.0)
+
+
+def _uncommitted(config: Config, query: str) -> bool:
+    """True when a query's checkpoint planned a micro-batch it did not commit (an interrupted run)."""
+    def last(kind: str) -> int:
+        folder = Path(str(config.checkpoint_dir(query) / kind))
+        ids = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+        return max(ids, default=-1)
+
+    return last("offsets") > last("commits")
+
+
+def silver_is_current(config: Config) -> bool:
+    """True when every silver query committed a micro-batch after the last write to the tables it reads.
+
+    Each wave reads bronze and the tables of the waves before it; a query whose checkpoint's
+    newest commit is older than its sources' newest Delta commit may have work to do. (A
+    query that last found nothing new wrote no commit, so this can answer False when
+    nothing is left: the layer then simply runs again, reading nothing.)
+    """
+    from sbit_lib.course.bronze import SOURCES
+    from sbit_lib.course.silver import Silver
+
+    upstream = list(SOURCES)
+    for wave in Silver.WAVES:
+        tables = [name.removeprefix("upsert_") for name in wave]
+        newest_source = max(_newest(config.table_location(t) / "_delta_log", ".json") for t in upstream)
+        if any(_newest(config.checkpoint_dir(t) / "commits") <= newest_source or _uncommitted(config, t)
+               for t in tables):
+            return False
+        upstream += tables
+    return True
+
+
 def catch_up(config: Config, spark, before: str, sets=(1,)) -> None:
     """Run the steps before `before` ('bronze', 'silver' or 'gold') for `sets`, skipping work done.
 
-    Setting up only creates what is missing, the producer skips files already landed,
-    and every query restarts from its checkpoint, so after a reader has run the earlier
-    notebooks this finds nothing to do.
+    Setting up only creates what is missing and the producer skips files already landed.
+    Bronze runs only when a landed file is not in its checkpoints yet, silver only when a
+    query has not committed since its sources last changed: after a reader has run the
+    earlier notebooks this starts no query at all.
     """
-    from sbit_lib.course.bronze import Bronze
+    from sbit_lib.course.bronze import SOURCES, Bronze
     from sbit_lib.course.producer import Producer
     from sbit_lib.course.run import ensure_setup
     from sbit_lib.course.silver import Silver
@@ -140,7 +183,8 @@ def catch_up(config: Config, spark, before: str, sets=(1,)) -> None:
     ensure_setup(config, spark)
     for n in sets:
         Producer(config).produce(n)
-    if before in ("silver", "gold"):
+    bronze_behind = any(pending_files(config).values()) or any(_uncommitted(config, t) for t in SOURCES)
+    if before in ("silver", "gold") and bronze_behind:
         Bronze(config, spark).consume(once=True)
-    if before == "gold":
+    if before == "gold" and not silver_is_current(config):
         Silver(config, spark).upsert(once=True)
