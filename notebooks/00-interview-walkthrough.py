@@ -25,7 +25,7 @@
 #
 # Every answer opens with what you would **say** aloud — one or two sentences — and then the
 # detail, naming the file, class or function to read. The code cell after it is the **proof**:
-# the 5-15 lines an interviewer would ask you to write on the spot (a stream run twice, a MERGE on
+# the 5-16 lines an interviewer would ask you to write on the spot (a stream run twice, a MERGE on
 # a temporary view, a broadcast join's plan, a schema change refused and then merged), run on
 # real local Spark, real Delta tables and real streaming queries, ending in `assert`s.
 #
@@ -391,8 +391,7 @@ def reader():
 query = reader().trigger(processingTime="1 second").start()
 query.processAllAvailable()
 spark.sql(f"ALTER TABLE delta.`{table}` ADD COLUMNS (note STRING)")
-(spark.createDataFrame([(2, "bob", "new column")], f"{EVENTS}, note STRING")
- .write.format("delta").mode("append").save(table))
+spark.createDataFrame([(2, "bob", "new column")], f"{EVENTS}, note STRING").write.format("delta").mode("append").save(table)
 stopped = failure(query.processAllAvailable)          # the running stream stops at the change
 query.stop()
 reader().trigger(availableNow=True).start().awaitTermination()      # restarted from its checkpoint

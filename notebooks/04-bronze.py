@@ -48,7 +48,7 @@
 # **Runs:** setup and the date lookup if 02/03 have not run, lands set 1, your stream three times
 # (two batch runs and a continuous run of half a minute), the library's three bronze streams (about
 # a minute and a half: the heart-rate file holds 250,000 records) and a few small demos. About
-# 3 minutes after 03 on a 2-core laptop, about 4 minutes on a fresh environment.
+# 1.5-3 minutes after 03 on a 2-core laptop (CI: 71 s), about 4 minutes on a fresh environment.
 #
 # **Databricks → local.** The course uses *Auto Loader* (`format("cloudFiles")`), which infers and
 # evolves schemas and keeps a `_rescued_data` column. Open-source Spark has the plain file source:

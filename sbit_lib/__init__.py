@@ -14,7 +14,8 @@ Where to start reading (each arrow points one way, no import cycles)::
                tests, cluster, bench, class-data training run
 
 Arrows: ops -> course, teaching -> course, course -> spark, course -> testing
-(validation only), testing -> nothing of the course.
+(validation and expected results, for the classes' validate()), testing -> nothing of the
+course.
 """
 
 from pathlib import Path

@@ -114,7 +114,7 @@ def test_the_course_classes_hold_course_logic():
     """No threads, caches or JVM calls in the course's classes: plumbing lives in spark/."""
     for path in (PACKAGE / "course").glob("*.py"):
         text = path.read_text()
-        for marker in ("import threading", "._jvm", "._jsc", "._jdf", "_jsparkSession"):
+        for marker in ("import threading", "._jvm", "._jsc", "._jdf", "._jo", "_jsparkSession"):
             assert marker not in text, f"{path.name} uses {marker}"
 
 

@@ -30,6 +30,7 @@ from sbit_lib.course.catalog import get_spark
 from sbit_lib.course.config import Config
 from sbit_lib.course.streaming import start_foreach_batch
 from sbit_lib.course.tables import QUARANTINE, parse_columns, table_def
+from sbit_lib.spark.session import observation_ready
 from sbit_lib.testing.validation import assert_count
 
 CORRUPT = "_corrupt_record"
@@ -98,7 +99,7 @@ class _BatchWriter:
         # The metric is set when the write's plan has run. When Delta skips the write (this
         # batch id was committed before a crash) nothing runs, so count the slow way instead
         # of waiting: Observation.get() would block forever.
-        if seen._jo.future().isCompleted():
+        if observation_ready(seen):
             malformed = seen.get["bad"]
         else:
             malformed = malformed_rows.count()

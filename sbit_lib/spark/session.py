@@ -109,6 +109,15 @@ def spark_session(app_name: str = "sbit", master: str = "local[*]", ui: bool = T
     return spark
 
 
+def observation_ready(observation) -> bool:
+    """True when an ``Observation``'s metrics are set, i.e. the action it observed has run.
+
+    ``Observation.get`` blocks until then, for ever if that action never runs (a write that
+    Delta skipped as already committed); pyspark has no public way to ask.
+    """
+    return bool(observation._jo.future().isCompleted())
+
+
 def active_session() -> SparkSession | None:
     """The session this process runs, from any thread; None when there is none."""
     return SparkSession._instantiatedSession or SparkSession.getActiveSession()

@@ -123,33 +123,54 @@ def progress(query) -> dict:
     return {"name": last.get("name"), "batch_id": last.get("batchId"), "input_rows": last.get("numInputRows")}
 
 
-def _newest(folder, suffix: str = "") -> float:
-    """The newest modification time (s) of the files in `folder` (0 when there are none)."""
-    folder = Path(str(folder))
-    if not folder.is_dir():
-        return 0.0
-    times = [p.stat().st_mtime for p in folder.iterdir()
-             if p.is_file() and p.name.endswith(suffix) and not p.name.startswith(".")]
-    return max(times, default=0.0)
+def _batch_ids(folder) -> list[int]:
+    """The micro-batch ids logged in a checkpoint's ``offsets`` or ``commits`` folder (any zone)."""
+    return [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
 
 
 def _uncommitted(config: Config, query: str) -> bool:
     """True when a query's checkpoint planned a micro-batch it did not commit (an interrupted run)."""
-    def last(kind: str) -> int:
-        folder = Path(str(config.checkpoint_dir(query) / kind))
-        ids = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
-        return max(ids, default=-1)
+    root = config.checkpoint_dir(query)
+    return max(_batch_ids(root / "offsets"), default=-1) > max(_batch_ids(root / "commits"), default=-1)
 
-    return last("offsets") > last("commits")
+
+def _mtime(path) -> float | None:
+    """A local file's modification time; None for a zone given as a URL or a missing file."""
+    return path.stat().st_mtime if isinstance(path, Path) and path.is_file() else None
+
+
+def _last_commit_time(config: Config, table: str) -> float | None:
+    """When `table`'s newest Delta commit file was written; None if unknown."""
+    log = config.table_location(table) / "_delta_log"
+    commits = sorted(p for p in log.iterdir() if p.name.endswith(".json")) if log.is_dir() else []
+    return _mtime(commits[-1]) if commits else None
+
+
+def _planned_after(config: Config, query: str, sources: list[str]) -> bool:
+    """True when `query`'s last committed micro-batch was planned after the last commit of every
+    table in `sources`: it then read everything they hold.
+
+    A micro-batch fixes what it reads when it is planned (its ``offsets/<id>`` file), so that
+    file's time is compared, not the commit's: a source that changed while the batch ran is
+    not in it. Anything unknown (no batch yet, a URL zone) answers False: the layer runs.
+    """
+    root = config.checkpoint_dir(query)
+    committed = _batch_ids(root / "commits")
+    if not committed or _uncommitted(config, query):
+        return False
+    planned = _mtime(root / "offsets" / str(max(committed)))
+    source_commits = [_last_commit_time(config, t) for t in sources]
+    if planned is None or any(t is None for t in source_commits):
+        return False
+    return all(planned > t for t in source_commits)
 
 
 def silver_is_current(config: Config) -> bool:
-    """True when every silver query committed a micro-batch after the last write to the tables it reads.
+    """True when every silver query's last micro-batch was planned after its sources' last commit.
 
-    Each wave reads bronze and the tables of the waves before it; a query whose checkpoint's
-    newest commit is older than its sources' newest Delta commit may have work to do. (A
-    query that last found nothing new wrote no commit, so this can answer False when
-    nothing is left: the layer then simply runs again, reading nothing.)
+    Each wave reads bronze and the tables of the waves before it. (A query that last found
+    nothing new planned no batch, so this can answer False when nothing is left: the layer
+    then simply runs again, reading nothing.)
     """
     from sbit_lib.course.bronze import SOURCES
     from sbit_lib.course.silver import Silver
@@ -157,9 +178,7 @@ def silver_is_current(config: Config) -> bool:
     upstream = list(SOURCES)
     for wave in Silver.WAVES:
         tables = [name.removeprefix("upsert_") for name in wave]
-        newest_source = max(_newest(config.table_location(t) / "_delta_log", ".json") for t in upstream)
-        if any(_newest(config.checkpoint_dir(t) / "commits") <= newest_source or _uncommitted(config, t)
-               for t in tables):
+        if not all(_planned_after(config, t, upstream) for t in tables):
             return False
         upstream += tables
     return True
@@ -169,17 +188,20 @@ def catch_up(config: Config, spark, before: str, sets=(1,)) -> None:
     """Run the steps before `before` ('bronze', 'silver' or 'gold') for `sets`, skipping work done.
 
     Setting up only creates what is missing and the producer skips files already landed.
-    Bronze runs only when a landed file is not in its checkpoints yet, silver only when a
-    query has not committed since its sources last changed: after a reader has run the
-    earlier notebooks this starts no query at all.
+    Bronze runs only when a landed file is not in its checkpoints yet (or a batch was planned
+    and not committed), silver only when a query's last batch was planned before its sources
+    last changed: after a reader has run the earlier notebooks this starts no query at all.
+    Refused while a stream job runs on the environment.
     """
     from sbit_lib.course.bronze import SOURCES, Bronze
     from sbit_lib.course.producer import Producer
     from sbit_lib.course.run import ensure_setup
     from sbit_lib.course.silver import Silver
+    from sbit_lib.spark.runlock import ensure_not_running
 
     if before not in STEPS[1:]:
         raise ValueError(f"before must be one of {STEPS[1:]}, got {before!r}")
+    ensure_not_running(config, "run the earlier steps")    # a stream job owns the checkpoints
     ensure_setup(config, spark)
     for n in sets:
         Producer(config).produce(n)
