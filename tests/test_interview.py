@@ -181,7 +181,7 @@ def made_up_notebook(**changes) -> list:
              new_md(changes.get("answer1", SAID)),
              new_code(changes.get("proof1", "rows = spark.range(3).count()\nassert rows == 3")),
              new_md("## Q2. What is `queryName` for? (course Q2)"), new_md(SAID),
-             new_md("Started twice with one name:"), new_code("assert True"),
+             new_md("Started twice with one name:"), new_code("names = [\"q\", \"q\"]\nassert len(set(names)) == 1"),
              new_md("# Part 2"), new_md("## Q3. Why are the course's expected minutes 66.13 instead of 65.0?"),
              new_md(SAID), new_code("assert 66.13 != 65.0")]
     if changes.get("drop_q2"):
