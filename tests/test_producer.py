@@ -1,5 +1,6 @@
 """Producer: atomic, idempotent landing of a set, and clear errors. No Spark needed."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from sbit_lib.course.config import Config
 from sbit_lib.course.producer import Producer, count_records
 from sbit_lib.spark import storage as storage_module
 from sbit_lib.testing.validation import ValidationError
+from tests.conftest import TEST_DATA
 
 
 @pytest.fixture
@@ -34,11 +36,135 @@ def test_set_1_lands_every_source_in_its_folder(producer):
     }
 
 
-def test_sets_after_2_land_heart_rate_only(producer):
+def test_the_course_sets_after_2_land_heart_rate_only(producer, capsys):
     producer.produce(1)
     producer.produce(2)
+    capsys.readouterr()
     assert [p.name for p in producer.produce(3)] == ["3-bpm_3.json"]
+    out = capsys.readouterr().out
+    assert "1-registered_users_3.csv     skipped: not in " in out
+    assert out.splitlines()[-1] == "Set 3 produced: 1 new files, 0 already landed, 4 skipped"
     producer.validate(3)
+    assert producer.latest_set() == 3
+
+
+def bpm_lines(n: int, devices=(1, 2, 3)) -> str:
+    """A few heart-rate envelopes of set n, formatted as the generator formats them."""
+    t = 1_678_521_600 + (n - 1) * 86_400
+    lines = []
+    for i, device in enumerate(devices):
+        value = json.dumps({"device_id": device, "time": t + i, "heartrate": 80.5 + i})
+        lines.append(json.dumps({"key": str(device), "value": value, "topic": "bpm", "partition": 0,
+                                 "offset": n * 1000 + i, "timestamp": t + i}, separators=(",", ":")))
+    return "\n".join(lines) + "\n"
+
+
+COURSE_FILES = ("1-registered_users_{n}.csv", "2-user_info_{n}.json", "4-workout_{n}.json", "5-gym_logins_{n}.csv")
+
+
+def data_folder(root: Path, set_3: tuple[str, ...]) -> Path:
+    """Sets 1-2 of the course's files (small heart-rate files) and set 3 with the `set_3` files.
+
+    Set 3's files other than heart rate are set 2's under set 3's names.
+    """
+    data = root / "data"
+    data.mkdir()
+    shutil.copy(TEST_DATA / "6-date-lookup.json", data)
+    for n in (1, 2):
+        for pattern in COURSE_FILES:
+            shutil.copy(TEST_DATA / pattern.format(n=n), data)
+        (data / f"3-bpm_{n}.json").write_text(bpm_lines(n))
+    for pattern in set_3:
+        if pattern.startswith("3-bpm_"):
+            (data / "3-bpm_3.json").write_text(bpm_lines(3, devices=(4, 5)))
+        else:
+            shutil.copy(TEST_DATA / pattern.format(n=2), data / pattern.format(n=3))
+    return data
+
+
+def producer_of(data: Path, home: Path) -> Producer:
+    return Producer(Config.resolve(environment="prod_test", home=home, test_data=data))
+
+
+def test_a_set_after_2_lands_every_source_file_it_has(tmp_path, capsys):
+    data = data_folder(tmp_path, set_3=(*COURSE_FILES, "3-bpm_{n}.json"))
+    producer = producer_of(data, tmp_path / "home")
+    landed = producer.produce(3)
+    zone = producer.config.landing_zone
+    assert [p.relative_to(zone).as_posix() for p in landed] == [
+        "registered_users_bz/1-registered_users_3.csv",
+        "kafka_multiplex_bz/2-user_info_3.json",
+        "kafka_multiplex_bz/4-workout_3.json",
+        "gym_logins_bz/5-gym_logins_3.csv",
+        "kafka_multiplex_bz/3-bpm_3.json",                 # still the heart-rate file last
+    ]
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "  1-registered_users_3.csv     landed in registered_users_bz",
+        "  2-user_info_3.json           landed in kafka_multiplex_bz",
+        "  4-workout_3.json             landed in kafka_multiplex_bz",
+        "  5-gym_logins_3.csv           landed in gym_logins_bz",
+        "  3-bpm_3.json                 landed in kafka_multiplex_bz",
+        "Set 3 produced: 5 new files, 0 already landed, 0 skipped",
+    ]
+    # counted like set 2's files, whose copies they are (set 2 itself is not landed)
+    assert producer.landed_counts() == {
+        "registered_users_bz": 5, "gym_logins_bz": 8,
+        "kafka_multiplex_bz": {"user_info": 6, "workout": 16, "bpm": 2},
+    }
+    assert producer.latest_set() == 0                      # sets 1-2 are not landed
+
+    assert producer.produce(3) == []                       # again: nothing new, each source says so
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "  1-registered_users_3.csv     already landed in registered_users_bz"
+    assert out[-1] == "Set 3 produced: 0 new files, 5 already landed, 0 skipped"
+    assert sum("already landed in" in line for line in out) == 5
+
+
+def test_landed_optional_files_count_in_validation(tmp_path):
+    from sbit_lib.testing.reference import write_expectations
+
+    data = data_folder(tmp_path, set_3=("1-registered_users_{n}.csv", "3-bpm_{n}.json"))
+    write_expectations(data, sets=(1, 2, 3))
+    producer = producer_of(data, tmp_path / "home")
+    for n in (1, 2, 3):
+        producer.produce(n)
+    counts = producer.validate(3)                          # the reference counts the extra file too
+    assert counts["registered_users_bz"] == 2 * 5 + 5
+    assert producer.latest_set() == 3
+    (producer.config.landing_zone / "registered_users_bz" / "1-registered_users_3.csv").unlink()
+    with pytest.raises(ValidationError, match="registered_users_bz"):
+        producer.validate(3)
+
+
+def test_a_set_after_2_with_heart_rate_only_says_what_it_skipped(tmp_path, capsys):
+    data = data_folder(tmp_path, set_3=("3-bpm_{n}.json",))
+    producer = producer_of(data, tmp_path / "home")
+    assert [p.name for p in producer.produce(3)] == ["3-bpm_3.json"]
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        f"  1-registered_users_3.csv     skipped: not in {data}",
+        f"  2-user_info_3.json           skipped: not in {data}",
+        f"  4-workout_3.json             skipped: not in {data}",
+        f"  5-gym_logins_3.csv           skipped: not in {data}",
+        "  3-bpm_3.json                 landed in kafka_multiplex_bz",
+        "Set 3 produced: 1 new files, 0 already landed, 4 skipped",
+    ]
+
+
+def test_a_set_without_its_heart_rate_file_is_incomplete(tmp_path):
+    data = data_folder(tmp_path, set_3=COURSE_FILES)        # every file of set 3 but the required one
+    producer = producer_of(data, tmp_path / "home")
+    with pytest.raises(FileNotFoundError) as err:
+        producer.produce(3)
+    assert str(err.value) == (f"set 3 is incomplete, missing: {data / '3-bpm_3.json'} "
+                              "(heart-rate files are generated by `sbit prepare-data`)")
+    assert not producer.config.landing_zone.exists() or not any(producer.config.landing_zone.rglob("*.*"))
+
+
+def test_sets_1_and_2_need_every_source(tmp_path):
+    data = data_folder(tmp_path, set_3=())
+    (data / "5-gym_logins_2.csv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"set 2 is incomplete, missing: .*5-gym_logins_2.csv$"):
+        producer_of(data, tmp_path / "home").produce(2)
 
 
 def test_producing_a_set_twice_lands_nothing_new(producer):

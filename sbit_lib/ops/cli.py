@@ -11,7 +11,9 @@ and prints one clear line and exits non-zero on an error.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import json
 import os
 import sys
 
@@ -131,20 +133,78 @@ def cmd_counts(args, config):
     print(f"  quarantine_bz        {sum(rejected.values()):>9,}  malformed records kept")
 
 
+def _sql_text(frame):
+    """Return (column names, Spark types, rows): every value as the text Spark prints for its SQL type.
+
+    Spark renders, not pandas (which would make a DATE a timestamp and a BIGINT column with a
+    NULL a float): a value is cast to STRING (a DATE ``2023-03-11``, a TIMESTAMP ``2023-03-11
+    10:00:00.5`` in the session's time zone, a BIGINT ``500109``, a DOUBLE ``0.1`` or
+    ``1.0E10``); a struct, array or map becomes JSON (``to_json``), a BINARY base64. A NULL
+    stays None.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    names, types = frame.columns, [field.dataType for field in frame.schema.fields]
+    aliases = [f"c{i}" for i in range(len(names))]          # positional: names may repeat
+
+    def text(alias, data_type):
+        if isinstance(data_type, (T.StructType, T.ArrayType, T.MapType)):
+            return F.to_json(F.col(alias), {"ignoreNullFields": "false"})
+        if isinstance(data_type, T.BinaryType):
+            return F.base64(F.col(alias))
+        return F.col(alias).cast("string")
+
+    rows = frame.toDF(*aliases).select([text(a, t).alias(a) for a, t in zip(aliases, types)]).collect()
+    return names, types, [tuple(row) for row in rows]
+
+
+def _json_value(text, data_type) -> str:
+    """One value of `_sql_text` as JSON: numbers and booleans bare, nested values as their JSON."""
+    from pyspark.sql import types as T
+
+    if text is None:
+        return "null"
+    if isinstance(data_type, T.BooleanType) or (
+            isinstance(data_type, T.NumericType) and text not in ("NaN", "Infinity", "-Infinity")):
+        return text
+    if isinstance(data_type, (T.StructType, T.ArrayType, T.MapType, T.VariantType)):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _table(names, types, rows) -> str:
+    """A plain text table: a NULL shows as NULL, numbers right-aligned."""
+    from pyspark.sql import types as T
+
+    cells = [["NULL" if v is None else v.replace("\n", " ") for v in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(names)]
+    right = [isinstance(t, T.NumericType) for t in types]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
+
+    return "\n".join([line(names), *(line(row) for row in cells)])
+
+
 def cmd_sql(args, config):
     spark = _spark(config)
     if not spark.catalog.databaseExists(config.db_name):
         raise RuntimeError(f"environment {config.environment!r} has no tables under {config.env_root}: "
                            f"run `sbit setup --env {config.environment}` first")
     spark.catalog.setCurrentDatabase(config.db_name)
-    frame = spark.sql(args.query).toPandas()
+    names, types, rows = _sql_text(spark.sql(args.query))
     if args.format == "csv":
-        frame.to_csv(sys.stdout, index=False)
+        if names:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(names)
+            writer.writerows(["" if v is None else v for v in row] for row in rows)
     elif args.format == "json":
-        frame.to_json(sys.stdout, orient="records", lines=True, date_format="iso")
-        sys.stdout.write("\n")
+        for row in rows:
+            fields = (f"{json.dumps(n, ensure_ascii=False)}:{_json_value(v, t)}" for n, v, t in zip(names, row, types))
+            sys.stdout.write("{" + ",".join(fields) + "}\n")
     else:
-        print(frame.to_string(index=False) if len(frame) else "(no rows)")
+        print(_table(names, types, rows) if rows else "(no rows)")
 
 
 def cmd_jars(args, config):
