@@ -927,9 +927,10 @@ assert sorted(streamed) == sorted(as_batch.collect()) and "UNSUPPORTED_OPERATION
 #
 # `sbit_lib/testing/reference.py` writes `test_data/expected/` (counts, rows, aggregates per set and
 # mode). Each layer has a `validate(n)`: `Producer.validate` (records landed), `Bronze.validate`
-# (counts per source and topic, no NULL dates, quarantined lines accounted for), `Silver.validate`
-# and `Gold.validate` (`validate_tables`: rows equal, `heart_rate` by aggregates, course mode's
-# batch-dependent tables as subsets). `assert_rows` names the rows missing and unexpected. The batch
+# (counts per source and topic from the files, `quarantine_bz` line by line), `Silver.validate`
+# and `Gold.validate` (`validate_tables`: types as the spec states them, rows equal, `heart_rate` by
+# an order-independent hash of every row, `rejects_sv` by table and reason, course mode's
+# batch-dependent tables between a minimum and the possible rows). `assert_rows` names the rows missing and unexpected. The batch
 # test runs them after every set; the stream test re-checks until they pass or time out. The
 # reference is how the course's own expected files were found to hide two effects (Q31, Q32).
 

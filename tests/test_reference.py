@@ -419,6 +419,7 @@ def test_workout_bpm_interval_and_validity(tmp_path):
     ])
     result = reference.compute(folder, "default", sets=[1])
     hr = result[1]["heart_rate"].aggregates
+    assert len(hr.pop("row_hash")) == 16
     assert hr == {"count": 8, "valid_count": 6, "distinct_devices": 2,
                   "min_time": "2023-03-11T08:00:00", "max_time": "2023-03-11T08:10:01",
                   "sum_heartrate": 90.0 + 100.0 + 0.0 - 1.0 + 120.0 + 110.0 + 80.0 + 130.0}
@@ -454,14 +455,17 @@ def test_kafka_null_dates_are_counted(tmp_path):
     assert agg["per_topic_week_part"] == {"bpm": {"2023-10": 1}}
 
 
-def test_unparsable_lines_are_landed_but_not_in_silver(tmp_path):
+def test_unparsable_lines_are_landed_quarantined_and_not_in_bronze_or_silver(tmp_path):
     folder = make_folder(tmp_path, {1: {"bpm": [(1, T0, 80.0)],
                                         "workouts": ["not json", envelope("workout", workout(1, T0, "start"), 1, T0)]}})
     with (folder / "3-bpm_1.json").open("a") as handle:
         handle.write("{broken\n")
     result = reference.compute(folder, "default", sets=[1])
-    assert result[1]["kafka_multiplex_bz"].count == 4
+    assert result[1]["kafka_multiplex_bz"].count == 2          # 4 landed, 2 quarantined
     assert result[1]["kafka_multiplex_bz"].aggregates["unparsed"] == 2
+    quarantined = result[1]["quarantine_bz"].rows
+    assert sorted(quarantined["file"]) == ["3-bpm_1.json", "4-workout_1.json"]
+    assert set(quarantined["reason"]) == {reference.JSON_LINE_REASON}
     assert result[1]["heart_rate"].count == 1 and result[1]["workouts"].count == 1
 
 

@@ -25,6 +25,31 @@ Decisions that differ from the course, and why:
   updates user_bins needs).
 * ``completed_workouts`` stays a stream-stream join with watermarks and the 3-hour
   bound, like the course: a workout's start waits in the join's state for its stop.
+  A stop at or before its start completes nothing (the course would write a negative
+  duration).
+
+Bad input (README "Bad input"): no value stops a query. Every parse is one that gives
+NULL instead of raising under Spark 4's ANSI mode (``from_json``, ``try_to_date``, a
+range check before ``timestamp_seconds``), and a wave-1 record the table cannot use is
+written to ``rejects_sv`` with its target table and reason (:func:`reject_reason`,
+:class:`_SplitRejects`), never dropped silently:
+
+* users: ``user_id``, ``device_id`` or ``mac_address`` missing; a time out of range;
+* gym_logs: ``mac_address``, ``gym`` or ``login`` missing; a time out of range;
+* user_profile: ``user_id`` or ``timestamp`` missing or not a number; ``update_type``
+  other than new/update (``delete`` is not implemented: the course has none). A ``dob``
+  that does not parse is kept as NULL: the user stays, ``user_bins.age`` is NULL;
+* workouts: ``user_id``, ``workout_id``, ``session_id`` or ``timestamp`` missing or not a
+  number; ``action`` other than start/stop;
+* heart_rate: ``device_id`` or ``time`` missing or not a number (a NULL ``heartrate`` is
+  kept, ``valid = false``).
+
+Dropped by design, and counted by :meth:`Silver.counts` (source rows - table rows -
+rejects): a second registration of a user, an older or superseded profile event, a
+logout that is not later, and a duplicate workout event or reading. Of two readings of
+one device at one time (or two workout events of one user at one time) the first to
+arrive wins: earlier bronze load, then lower Kafka offset, so batch, stream and replay
+agree.
 """
 
 from __future__ import annotations
@@ -34,15 +59,60 @@ from pyspark.sql import functions as F
 
 from sbit_lib.course.catalog import get_spark
 from sbit_lib.course.config import Config
-from sbit_lib.course.streaming import start_foreach_batch
+from sbit_lib.course.streaming import checkpoint_query_id, start_foreach_batch
+from sbit_lib.course.tables import REJECTS
 from sbit_lib.course.upserter import CDCUpserter, insert_new
 from sbit_lib.testing.validation import validate_tables
 
 WATERMARK = "30 seconds"
-AGE_BINS_SQL = """CASE WHEN age < 18 THEN 'under 18' WHEN age < 25 THEN '18-25'
+# timestamp_seconds raises on a time outside years 1..9999 (ANSI or not): check first.
+_SECONDS_RANGE = "BETWEEN -62135596800 AND 253402300799"
+AGE_BINS_SQL = """CASE WHEN age IS NULL THEN NULL
+  WHEN age < 18 THEN 'under 18' WHEN age < 25 THEN '18-25'
   WHEN age < 35 THEN '25-35' WHEN age < 45 THEN '35-45' WHEN age < 55 THEN '45-55'
   WHEN age < 65 THEN '55-65' WHEN age < 75 THEN '65-75' WHEN age < 85 THEN '75-85'
   WHEN age < 95 THEN '85-95' ELSE '95+' END"""
+
+
+def to_timestamp(seconds: str) -> str:
+    """SQL: epoch `seconds` as a TIMESTAMP, NULL when missing or out of range (never an error)."""
+    return f"CASE WHEN {seconds} {_SECONDS_RANGE} THEN timestamp_seconds({seconds}) END"
+
+
+def bad_time(seconds: str) -> str:
+    """SQL: true when `seconds` is present but out of range."""
+    return f"({seconds} IS NOT NULL AND NOT {seconds} {_SECONDS_RANGE})"
+
+
+def reject_reason(*rules: tuple[str, str]) -> F.Column:
+    """Column ``_reject``: the reason of the first rule whose SQL condition holds, else NULL."""
+    return F.expr("CASE " + " ".join(f"WHEN {cond} THEN '{why}'" for cond, why in rules) + " END").alias("_reject")
+
+
+class _SplitRejects:
+    """foreachBatch function: rows with a ``_reject`` reason go to rejects_sv, the others to `writer`.
+
+    The rejects are appended with Delta's idempotent-write options (``txnAppId`` = the
+    query's id, ``txnVersion`` = the batch id), so a replayed micro-batch writes them once.
+    """
+
+    def __init__(self, config: Config, name: str, writer):
+        self.config, self.name, self.writer = config, name, writer
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        batch = batch.persist()
+        try:
+            rejected = batch.where("_reject IS NOT NULL")
+            if not rejected.isEmpty():
+                (rejected.selectExpr(f"'{self.name}' AS target_table", "_reject AS reason", "raw_record",
+                                     "source_file", "load_time")
+                 .write.format("delta").mode("append")
+                 .option("txnAppId", checkpoint_query_id(self.config.checkpoint_dir(self.name)))
+                 .option("txnVersion", batch_id)
+                 .save(str(self.config.table_location(REJECTS.name))))
+            self.writer(batch.where("_reject IS NULL").drop("_reject", "raw_record", "source_file"), batch_id)
+        finally:
+            batch.unpersist()
 
 
 class Silver:
@@ -67,17 +137,35 @@ class Silver:
         return start_foreach_batch(self.spark, df, f"{name}_upsert_stream", self.config.checkpoint_dir(name),
                                    writer, pool, once, processing_time)
 
+    def _start_with_rejects(self, name: str, df: DataFrame, writer, pool: str, once: bool,
+                            processing_time: str):
+        """Like _start; `df` carries ``_reject``, ``raw_record``, ``source_file`` and ``load_time``."""
+        return self._start(name, df, _SplitRejects(self.config, name, writer), pool, once, processing_time)
+
     def _topic(self, topic: str, schema: str) -> DataFrame:
+        """The topic's events: the fields of `value` (NULL where a field is absent or of another type).
+
+        ``from_json`` never raises: text that is not JSON gives every field NULL, so
+        ``_not_json`` tells that case apart for the reject reason.
+        """
         return (self._stream("kafka_multiplex_bz").where(f"topic = '{topic}'")
-                .select(F.from_json("value", schema).alias("v"), "offset").select("v.*", "offset"))
+                .select(F.from_json("value", schema).alias("v"), "offset", F.col("value").alias("raw_record"),
+                        "source_file", "load_time",
+                        F.expr("json_object_keys(value) IS NULL").alias("_not_json"))
+                .select("v.*", "offset", "raw_record", "source_file", "load_time", "_not_json"))
 
     # ------------------------------------------------------------------ wave 1
     def upsert_users(self, once=True, processing_time="15 seconds"):
         """users: first registration of each user_id wins."""
-        df = (self._stream("registered_users_bz")
-              .where("user_id IS NOT NULL")
-              .selectExpr("user_id", "device_id", "mac_address",
-                          "timestamp_seconds(registration_timestamp) AS registration_timestamp"))
+        df = self._stream("registered_users_bz").select(
+            "*", reject_reason(("user_id IS NULL", "user_id missing"),
+                               ("device_id IS NULL", "device_id missing"),
+                               ("mac_address IS NULL OR trim(mac_address) = ''", "mac_address missing"),
+                               (bad_time("registration_timestamp"), "registration_timestamp out of range")),
+            F.to_json(F.struct("user_id", "device_id", "mac_address", "registration_timestamp")).alias("raw_record"))
+        df = df.selectExpr("user_id", "device_id", "mac_address",
+                           f"{to_timestamp('registration_timestamp')} AS registration_timestamp",
+                           "_reject", "raw_record", "source_file", "load_time")
         merge = f"""MERGE INTO {self.db}.users a USING users_delta b ON a.user_id = b.user_id
                     WHEN NOT MATCHED THEN INSERT *"""
         writer = CDCUpserter(merge, "users_delta", "user_id", "neg_ts", "neg_device",
@@ -85,14 +173,17 @@ class Silver:
         # CDCUpserter keeps the row that sorts first descending; negating keeps the *earliest*
         # registration (then the lowest device id) instead of the latest.
         df = df.withColumn("neg_ts", -F.unix_micros("registration_timestamp")).withColumn("neg_device", -F.col("device_id"))
-        return self._start("users", df, writer, "silver_p1", once, processing_time)
+        return self._start_with_rejects("users", df, writer, "silver_p1", once, processing_time)
 
     def upsert_gym_logs(self, once=True, processing_time="15 seconds"):
         """gym_logs: a later logout updates the stored one, an earlier one does not."""
-        df = (self._stream("gym_logins_bz")
-              .where("mac_address IS NOT NULL AND gym IS NOT NULL AND login IS NOT NULL")
-              .selectExpr("mac_address", "gym", "timestamp_seconds(login) AS login",
-                          "timestamp_seconds(logout) AS logout"))
+        df = self._stream("gym_logins_bz").select(
+            "*", reject_reason(("mac_address IS NULL OR trim(mac_address) = ''", "mac_address missing"),
+                               ("gym IS NULL", "gym missing"), ("login IS NULL", "login missing"),
+                               (bad_time("login"), "login out of range"), (bad_time("logout"), "logout out of range")),
+            F.to_json(F.struct("mac_address", "gym", "login", "logout")).alias("raw_record"))
+        df = df.selectExpr("mac_address", "gym", f"{to_timestamp('login')} AS login",
+                           f"{to_timestamp('logout')} AS logout", "_reject", "raw_record", "source_file", "load_time")
         merge = f"""MERGE INTO {self.db}.gym_logs a USING gym_logs_delta b
                     ON a.mac_address = b.mac_address AND a.gym = b.gym AND a.login = b.login
                     WHEN MATCHED AND b.logout > a.login AND (a.logout IS NULL OR b.logout > a.logout)
@@ -101,44 +192,64 @@ class Silver:
         writer = CDCUpserter(merge, "gym_logs_delta", "key", "logout", "logout",
                              ["mac_address", "gym", "login", "logout"])
         df = df.withColumn("key", F.concat_ws("|", "mac_address", "gym", "login"))
-        return self._start("gym_logs", df, writer, "silver_p2", once, processing_time)
+        return self._start_with_rejects("gym_logs", df, writer, "silver_p2", once, processing_time)
 
     def upsert_user_profile(self, once=True, processing_time="15 seconds"):
         """user_profile: SCD type 1 from CDC events; only a newer event updates a user."""
         schema = (f"user_id BIGINT, update_type STRING, timestamp {self.event_time_type}, dob STRING, "
                   "sex STRING, gender STRING, first_name STRING, last_name STRING, "
                   "address STRUCT<street_address: STRING, city: STRING, state: STRING, zip: INT>")
-        df = (self._topic("user_info", schema)
-              .where("user_id IS NOT NULL AND update_type IN ('new', 'update')")
-              .selectExpr("user_id", "to_date(dob, 'MM/dd/yyyy') AS dob", "sex", "gender", "first_name",
-                          "last_name", "address.street_address", "address.city", "address.state",
-                          "address.zip", "timestamp_seconds(timestamp) AS updated", "offset"))
+        df = self._topic("user_info", schema).select(
+            "*", reject_reason(("_not_json", "value is not a JSON object"),
+                               ("user_id IS NULL", "user_id missing or not a number"),
+                               ("timestamp IS NULL", "timestamp missing or not a number"),
+                               (bad_time("timestamp"), "timestamp out of range"),
+                               ("update_type IS NULL OR update_type NOT IN ('new', 'update')",
+                                "update_type not new or update")))
+        # try_to_date: a dob that does not parse is NULL (to_date raises CANNOT_PARSE_TIMESTAMP).
+        df = df.selectExpr("user_id", "try_to_date(dob, 'MM/dd/yyyy') AS dob", "sex", "gender", "first_name",
+                           "last_name", "address.street_address", "address.city", "address.state",
+                           "address.zip", f"{to_timestamp('timestamp')} AS updated", "offset",
+                           "_reject", "raw_record", "source_file", "load_time")
         merge = f"""MERGE INTO {self.db}.user_profile a USING user_profile_cdc b ON a.user_id = b.user_id
                     WHEN MATCHED AND a.updated < b.updated THEN UPDATE SET *
                     WHEN NOT MATCHED THEN INSERT *"""
         columns = ["user_id", "dob", "sex", "gender", "first_name", "last_name", "street_address",
                    "city", "state", "zip", "updated"]
         writer = CDCUpserter(merge, "user_profile_cdc", "user_id", "updated", "offset", columns)
-        return self._start("user_profile", df, writer, "silver_p3", once, processing_time)
+        return self._start_with_rejects("user_profile", df, writer, "silver_p3", once, processing_time)
 
     def upsert_workouts(self, once=True, processing_time="15 seconds"):
         """workouts: start/stop events, one per (user_id, time)."""
         schema = (f"user_id INT, workout_id INT, timestamp {self.event_time_type}, action STRING, "
                   "session_id INT")
-        df = (self._topic("workout", schema).where("user_id IS NOT NULL AND timestamp IS NOT NULL")
-              .selectExpr("user_id", "workout_id", "timestamp_seconds(timestamp) AS time", "action",
-                          "session_id"))
-        return self._start("workouts", df, insert_new(self.db, "workouts", ["user_id", "time"]),
-                           "silver_p2", once, processing_time)
+        df = self._topic("workout", schema).select(
+            "*", reject_reason(("_not_json", "value is not a JSON object"),
+                               ("user_id IS NULL", "user_id missing or not a number"),
+                               ("timestamp IS NULL", "timestamp missing or not a number"),
+                               (bad_time("timestamp"), "timestamp out of range"),
+                               ("action IS NULL OR action NOT IN ('start', 'stop')", "action not start or stop"),
+                               ("workout_id IS NULL OR session_id IS NULL", "workout_id or session_id missing")))
+        df = df.selectExpr("user_id", "workout_id", f"{to_timestamp('timestamp')} AS time", "action",
+                           "session_id", "offset", "_reject", "raw_record", "source_file", "load_time")
+        # Two events of one user at one time: the first to arrive wins (bronze load, then offset).
+        writer = insert_new(self.db, "workouts", ["user_id", "time"], first=["load_time", "offset"])
+        return self._start_with_rejects("workouts", df, writer, "silver_p2", once, processing_time)
 
     def upsert_heart_rate(self, once=True, processing_time="15 seconds"):
         """heart_rate: readings, valid when heartrate > 0, one per (device_id, time)."""
-        df = (self._topic("bpm", "device_id BIGINT, time DOUBLE, heartrate DOUBLE")
-              .where("device_id IS NOT NULL AND time IS NOT NULL")
-              .selectExpr("device_id", "timestamp_seconds(time) AS time", "heartrate",
-                          "coalesce(heartrate > 0, false) AS valid"))
-        writer = insert_new(self.db, "heart_rate", ["device_id", "time"], prune_on="time")
-        return self._start("heart_rate", df, writer, "silver_p3", once, processing_time)
+        df = self._topic("bpm", "device_id BIGINT, time DOUBLE, heartrate DOUBLE").select(
+            "*", reject_reason(("_not_json", "value is not a JSON object"),
+                               ("device_id IS NULL", "device_id missing or not a number"),
+                               ("time IS NULL", "time missing or not a number"),
+                               (bad_time("time"), "time out of range")))
+        df = df.selectExpr("device_id", f"{to_timestamp('time')} AS time", "heartrate",
+                           "coalesce(heartrate > 0, false) AS valid", "offset",
+                           "_reject", "raw_record", "source_file", "load_time")
+        # Two readings of one device at one time: the first to arrive wins (bronze load, then offset).
+        writer = insert_new(self.db, "heart_rate", ["device_id", "time"], prune_on="time",
+                            first=["load_time", "offset"])
+        return self._start_with_rejects("heart_rate", df, writer, "silver_p3", once, processing_time)
 
     # ------------------------------------------------------------------ wave 2
     def upsert_user_bins(self, once=True, processing_time="15 seconds"):
@@ -166,7 +277,7 @@ class Silver:
                            once, processing_time)
 
     def upsert_completed_workouts(self, once=True, processing_time="15 seconds"):
-        """completed_workouts: start ⋈ stop of the same session within 3 hours (stream-stream join)."""
+        """completed_workouts: start ⋈ stop of the same session, the stop after the start and within 3 hours."""
         starts = (self._stream("workouts").where("action = 'start'")
                   .selectExpr("user_id", "workout_id", "session_id", "time AS start_time")
                   .withWatermark("start_time", WATERMARK))
@@ -176,7 +287,7 @@ class Silver:
                  .withWatermark("end_time", WATERMARK))
         joined = starts.join(stops, F.expr(
             "user_id = stop_user AND workout_id = stop_workout AND session_id = stop_session "
-            "AND end_time < start_time + INTERVAL 3 HOURS"), "inner").select(
+            "AND end_time > start_time AND end_time < start_time + INTERVAL 3 HOURS"), "inner").select(
             "user_id", "workout_id", "session_id", "start_time", "end_time")
         keys = ["user_id", "workout_id", "session_id"]
         return self._start("completed_workouts", joined, insert_new(self.db, "completed_workouts", keys),
@@ -269,8 +380,51 @@ class Silver:
     TABLES = ("users", "gym_logs", "user_profile", "workouts", "heart_rate", "user_bins",
               "completed_workouts", "workout_bpm")
 
+    # The bronze records each wave-1 table reads, and what it drops by design.
+    SOURCES = {
+        "users": ("registered_users_bz", None, "a later registration of a registered user"),
+        "gym_logs": ("gym_logins_bz", None, "a visit already stored (its logout kept if later)"),
+        "user_profile": ("kafka_multiplex_bz", "user_info", "an older or superseded profile event"),
+        "workouts": ("kafka_multiplex_bz", "workout", "a second event of a user at one time"),
+        "heart_rate": ("kafka_multiplex_bz", "bpm", "a second reading of a device at one time"),
+    }
+
+    def counts(self) -> list[dict]:
+        """Per wave-1 table: bronze records read, rows, rejected per reason, dropped by design.
+
+        bronze = rejected + dropped + (records that made or changed a row): dropped is
+        what the rules discard on purpose, computed as bronze - rows - rejected.
+        """
+        fq = self.config.qualified
+        rejected: dict[str, dict[str, int]] = {}
+        for row in self.spark.read.table(fq(REJECTS.name)).groupBy("target_table", "reason").count().collect():
+            rejected.setdefault(row["target_table"], {})[row["reason"]] = row["count"]
+        topics = {r["topic"]: r["count"] for r in
+                  self.spark.read.table(fq("kafka_multiplex_bz")).groupBy("topic").count().collect()}
+        out = []
+        for table, (source, topic, why) in self.SOURCES.items():
+            read = topics.get(topic, 0) if topic else self.spark.read.table(fq(source)).count()
+            rows = self.spark.read.table(fq(table)).count()
+            bad = rejected.get(table, {})
+            out.append({"table": table, "source": f"{source}" + (f" topic {topic}" if topic else ""),
+                        "bronze": read, "rows": rows, "rejected": bad,
+                        "dropped": read - rows - sum(bad.values()), "dropped_why": why})
+        unread = {t: c for t, c in topics.items() if t not in ("user_info", "workout", "bpm")}
+        if unread:
+            out.append({"table": None, "source": "kafka_multiplex_bz, other topics", "bronze": sum(unread.values()),
+                        "rows": 0, "rejected": {}, "dropped": sum(unread.values()),
+                        "dropped_why": "topics no silver table reads: " + ", ".join(map(str, unread))})
+        return out
+
     def validate(self, n: int) -> None:
-        """Compare every silver table after set n with the expected results."""
+        """Compare every silver table, and the rejects, after set n with the expected results."""
+        from sbit_lib.testing.expectations import Expectations
+        from sbit_lib.testing.validation import assert_rows
+
         print(f"Validating silver layer after set {n} ...")
         validate_tables(self.spark, self.config, n, self.TABLES)
+        rejects = self.spark.read.table(self.config.qualified(REJECTS.name)).selectExpr(
+            "target_table", "reason", "element_at(split(source_file, '/'), -1) AS file")
+        expected = Expectations.load(self.config.test_data).table(self.config.mode, n, REJECTS.name)
+        assert_rows(rejects, expected.rows, f"{self.config.qualified(REJECTS.name)} after set {n} (table, reason, file)")
         print("Silver layer validation completed")

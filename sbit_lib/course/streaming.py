@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -41,6 +42,16 @@ def start_foreach_batch(spark, df, query_name: str, checkpoint: Path, writer, po
                 .start())
     finally:
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+
+
+def checkpoint_query_id(checkpoint) -> str:
+    """Return the id of the query whose checkpoint folder is `checkpoint` (it survives restarts).
+
+    With ``txnVersion`` = the batch id it makes a write idempotent (``txnAppId``): a micro-batch
+    replayed after a crash is skipped by Delta instead of appended twice. A new checkpoint gets
+    a new id, so its batch ids (restarting at 0) are never mistaken for old ones.
+    """
+    return json.loads((checkpoint / "metadata").read_text().splitlines()[0])["id"]
 
 
 def stop_queries(queries, drain_s: float = 60.0) -> None:

@@ -67,13 +67,22 @@ TABLES: tuple[TableDef, ...] = (
              "num_recordings BIGINT"),
 )
 
-# Malformed input records of every bronze source: kept, with their file, never dropped.
+# Malformed input records of every bronze source: kept, with their file and the reason,
+# never dropped. (`reason` comes last: a table made before it existed gains it on the
+# next write, see bronze.)
 QUARANTINE = TableDef(
     "quarantine_bz", "bronze",
-    "source STRING, raw_record STRING, source_file STRING, load_time TIMESTAMP",
+    "source STRING, raw_record STRING, source_file STRING, load_time TIMESTAMP, reason STRING",
 )
 
-ALL_TABLES: tuple[TableDef, ...] = TABLES + (QUARANTINE,)
+# Bronze records a silver table cannot use (a key missing, a time that is not a number...):
+# kept with the table they were meant for, the reason, the raw record and where it came from.
+REJECTS = TableDef(
+    "rejects_sv", "silver",
+    "target_table STRING, reason STRING, raw_record STRING, source_file STRING, load_time TIMESTAMP",
+)
+
+ALL_TABLES: tuple[TableDef, ...] = TABLES + (QUARANTINE, REJECTS)
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
 
 GYM_SUMMARY = "gym_summary"

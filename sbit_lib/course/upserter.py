@@ -20,15 +20,24 @@ class Upserter:
     the same time never see each other's batches.
     """
 
-    def __init__(self, merge_sql: str, view: str, keys: list[str] | None = None, prune_on: str | None = None):
+    def __init__(self, merge_sql: str, view: str, keys: list[str] | None = None, prune_on: str | None = None,
+                 first: list[str] | None = None):
         self.merge_sql = merge_sql
         self.view = view
         self.keys = keys
         self.prune_on = prune_on
+        self.first = first or []
 
     def prepare(self, batch: DataFrame) -> DataFrame:
-        """Return the rows to merge: one per key."""
-        return batch.dropDuplicates(self.keys) if self.keys else batch
+        """Return the rows to merge: one per key (the lowest `first` columns win, which are then dropped)."""
+        if not self.keys:
+            return batch
+        if not self.first:
+            return batch.dropDuplicates(self.keys)
+        # Which duplicate wins must not depend on how Spark ordered the batch.
+        earliest = Window.partitionBy(*self.keys).orderBy(*self.first)
+        return (batch.withColumn("_rank", F.row_number().over(earliest)).where("_rank = 1")
+                .drop("_rank", *self.first))
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         rows = self.prepare(batch)
@@ -71,15 +80,17 @@ class CDCUpserter(Upserter):
                 .where("_rank = 1").select(*self.columns))
 
 
-def insert_new(db: str, table: str, keys: list[str], prune_on: str | None = None) -> Upserter:
+def insert_new(db: str, table: str, keys: list[str], prune_on: str | None = None,
+               first: list[str] | None = None) -> Upserter:
     """Upserter that inserts the micro-batch rows whose `keys` are not in `db.table` yet.
 
     ``MERGE ... WHEN NOT MATCHED THEN INSERT *``: the course's rule for every table whose
     rows never change once written (users aside, which keep the first registration).
     `prune_on`, a timestamp key, limits the target files the MERGE reads to the batch's
-    time range.
+    time range. `first`: columns (not in the table) that order duplicates of a key in the
+    batch; the lowest wins, so the row stored is the first to arrive.
     """
     view = f"{table}_delta"
     on = " AND ".join(f"a.{k} = b.{k}" for k in keys)
     return Upserter(f"MERGE INTO {db}.{table} a USING {view} b ON {on}{{prune}} WHEN NOT MATCHED THEN INSERT *",
-                    view, keys, prune_on)
+                    view, keys, prune_on, first)

@@ -121,8 +121,11 @@ def cmd_validate(args, config):
 
 def cmd_counts(args, config):
     from sbit_lib.course.bronze import Bronze
+    from sbit_lib.course.silver import Silver
+    from sbit_lib.course.tables import QUARANTINE
 
-    bronze = Bronze(config, _spark(config))
+    spark = _spark(config)
+    bronze = Bronze(config, spark)
     counts = bronze.counts()
     print(f"Bronze tables of {config.db_name}:")
     print(f"  registered_users_bz  {counts['registered_users_bz']:>9,}")
@@ -131,6 +134,17 @@ def cmd_counts(args, config):
         print(f"  kafka_multiplex_bz   {n:>9,}  topic {topic}")
     rejected = bronze.rejected_counts()
     print(f"  quarantine_bz        {sum(rejected.values()):>9,}  malformed records kept")
+    for row in (spark.read.table(config.qualified(QUARANTINE.name)).groupBy("source", "reason").count()
+                .orderBy("source", "reason").collect()):
+        print(f"    {row['count']:>9,}  {row['source']}: {row['reason']}")
+    print(f"Silver tables of {config.db_name} (bronze records read = rows written or merged + rejected + dropped):")
+    for line in Silver(config, spark).counts():
+        name = line["table"] or "(none)"
+        print(f"  {name:<20} {line['rows']:>9,} rows  from {line['bronze']:,} records of {line['source']}")
+        for reason, n in sorted(line["rejected"].items()):
+            print(f"    {n:>9,}  rejected: {reason}  (rejects_sv)")
+        if line["dropped"]:
+            print(f"    {line['dropped']:>9,}  dropped by design: {line['dropped_why']}")
 
 
 def _sql_text(frame):

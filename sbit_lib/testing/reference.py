@@ -16,8 +16,16 @@ Rules (docs/pipeline-spec.md wins; where it leaves room):
 * times are kept as integer microseconds, ``trunc(seconds * 1e6)`` like Spark's
   DOUBLE -> TIMESTAMP cast; course mode first rounds workout and profile event
   times to float32 (the course's FLOAT schema: multiples of 128 s in 2023);
-* records that cannot be parsed count as landed (bronze) but produce no silver row;
-  so do silver records whose key columns are NULL.
+* bad input (README "Bad input"), stated here again from the rules, not imported from
+  the pipeline: a line Spark's PERMISSIVE reader cannot parse (a CSV line with another
+  number of fields or a value of another type, a JSON line that is not an object or
+  whose partition/offset/timestamp is not an integer) is quarantined with its reason;
+  a CSV file whose header lacks or adds a column is quarantined whole, one in another
+  order is read by name; a record a silver table cannot use is rejected with the
+  table's reason (:func:`_reject_registration` and friends); fields inside a Kafka
+  ``value`` are typed like ``from_json``: a number given as text is NULL;
+* of two records with one key (a reading of one device at one time, a workout event of
+  one user at one time) the first to arrive wins: earlier set, then lower Kafka offset.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -54,7 +63,7 @@ from sbit_lib.testing.spec import SCHEMAS
 
 REFERENCE_AS_OF = dt.date(2023, 3, 31)
 # Bump when a rule below changes: existing expected/ folders are then rebuilt.
-RULES_VERSION = 1
+RULES_VERSION = 3
 SETS = tuple(range(1, 11))
 US = 1_000_000
 THREE_HOURS_US = 3 * 3600 * US
@@ -70,7 +79,8 @@ COURSE_WORKOUT_BPM_NOTE = (
     "course mode: workout_bpm is a watermarked stream-stream join, so readings behind the "
     "watermark may be dropped depending on micro-batch boundaries. These are all rows the join "
     "can produce (float32 workout times); check that every produced row (key and values) is "
-    "among them and that the row count is <= count."
+    "among them, that the row count is <= count, and at least the aggregates' min_count "
+    "(rows the watermark cannot have dropped; test_data/EXPECTED.md)."
 )
 COURSE_SUMMARY_NOTE = (
     "course mode: workout_bpm_summary is a watermarked (30 s on end_time) append-mode, "
@@ -79,8 +89,45 @@ COURSE_SUMMARY_NOTE = (
     "These rows aggregate every reading the join can produce (float32 workout times). Check: "
     "every emitted (user_id, workout_id, session_id) is among these keys, the row count is "
     "<= count, and per emitted row num_recordings <= this num_recordings, "
-    "min_bpm >= this min_bpm, max_bpm <= this max_bpm."
+    "min_bpm >= this min_bpm, max_bpm <= this max_bpm; and at least the aggregates' min_count "
+    "rows, the must_emit keys among them (test_data/EXPECTED.md)."
 )
+
+
+# The reasons, worded like the pipeline's (a drift fails the comparison of the rejects).
+CSV_LINE_REASON = "wrong number of fields, or a value of the wrong type"
+JSON_LINE_REASON = "not a JSON object, or a field of the wrong type"
+NOT_JSON = "value is not a JSON object"
+MIN_SECONDS, MAX_SECONDS = -62135596800, 253402300799   # TIMESTAMP's years 1..9999
+# Projections of the quarantine and reject tables that the expectations hold.
+REJECT_SCHEMAS = {
+    "quarantine_bz": [("source", "string"), ("reason", "string"), ("file", "string")],
+    "rejects_sv": [("target_table", "string"), ("reason", "string"), ("file", "string")],
+}
+
+
+def _header_reason(missing: list[str], extra: list[str]) -> str:
+    parts = ([f"missing column(s) {', '.join(missing)}"] if missing else []) + (
+        [f"unexpected column(s) {', '.join(extra)}"] if extra else [])
+    return "header " + "; ".join(parts) + ": file quarantined whole"
+
+
+def _json_int(value, bits: int = 64) -> int | None:
+    """A JSON field read as INT/BIGINT by from_json: an integer in range, else NULL."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if -(2 ** (bits - 1)) <= value < 2 ** (bits - 1) else None
+
+
+def _json_num(value) -> float | None:
+    """A JSON field read as DOUBLE/FLOAT by from_json: a number, else NULL."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _out_of_range(seconds) -> bool:
+    return seconds is not None and not (MIN_SECONDS <= seconds <= MAX_SECONDS)
 
 
 # ----------------------------------------------------------------------------------
@@ -199,18 +246,69 @@ def input_files(folder, sets=SETS) -> list[str]:
     return [name for name in names if (folder / name).is_file()]
 
 
-def _read_csv(path: Path) -> tuple[int, list[dict]]:
-    """(landed records, parsed rows) of a CSV with header; blank lines are not records."""
+def _csv_value(kind: str, text: str):
+    """(ok, value) of one CSV field the way Spark's CSV reader types it ('' is NULL)."""
+    if text == "":
+        return True, None
+    if kind == "bigint":
+        if not re.fullmatch(r"[+-]?\d+", text) or not -(2 ** 63) <= int(text) < 2 ** 63:
+            return False, None
+        return True, int(text)
+    if kind == "double":
+        try:
+            return True, float(text)
+        except ValueError:
+            return False, None
+    return True, text
+
+
+def _read_csv(path: Path, table: str) -> tuple[int, list[dict], list[str]]:
+    """(landed records, parsed rows, quarantine reasons) of a bronze CSV with header.
+
+    Blank lines are not records. Columns are read by the header's names; a header that
+    lacks or adds a column quarantines every line of the file.
+    """
     if not path.is_file():
-        return 0, []
+        return 0, [], []
     with path.open(newline="") as handle:
         text = handle.read()
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not rows:
-        return 0, []
-    header = [name.strip() for name in rows[0]]
-    data = [dict(zip(header, row)) for row in rows[1:]]
-    return len(data), data
+        return 0, [], []
+    wanted = [(n, k) for n, k in SCHEMAS[table] if n not in ("load_time", "source_file")]
+    names = [name.strip().strip('"') for name in rows[0]]
+    data = rows[1:]
+    wanted_names = [n for n, _ in wanted]
+    if sorted(names) != sorted(wanted_names):
+        missing = [n for n in wanted_names if n not in names]
+        extra = [n for n in names if n not in wanted_names]
+        return len(data), [], [_header_reason(missing, extra)] * len(data)
+    kinds = dict(wanted)
+    parsed, quarantined = [], []
+    for row in data:
+        if len(row) != len(names):
+            quarantined.append(CSV_LINE_REASON)
+            continue
+        values = {name: _csv_value(kinds[name], cell) for name, cell in zip(names, row)}
+        if not all(ok for ok, _ in values.values()):
+            quarantined.append(CSV_LINE_REASON)
+            continue
+        parsed.append({name: value for name, (_, value) in values.items()})
+    return len(data), parsed, quarantined
+
+
+def _envelope(line: str) -> dict | None:
+    """A Kafka JSON line as Spark's reader keeps it, or None when it is quarantined."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    if any(record.get(f) is not None and _json_int(record.get(f)) is None
+           for f in ("partition", "offset", "timestamp")):
+        return None
+    return record
 
 
 def _read_kafka_small(path: Path) -> tuple[int, list[dict | None]]:
@@ -218,14 +316,7 @@ def _read_kafka_small(path: Path) -> tuple[int, list[dict | None]]:
     if not path.is_file():
         return 0, []
     lines = _nonblank(path.read_text().splitlines())
-    envelopes: list[dict | None] = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        envelopes.append(record if isinstance(record, dict) else None)
-    return len(lines), envelopes
+    return len(lines), [_envelope(line) for line in lines]
 
 
 def _read_bpm(path: Path) -> tuple[int, pd.DataFrame, list[dict | None]]:
@@ -240,8 +331,8 @@ def _read_bpm(path: Path) -> tuple[int, pd.DataFrame, list[dict | None]]:
     data = path.read_bytes()
     landed = sum(1 for line in data.split(b"\n") if line.strip())
     envelope_schema = pa.schema([
-        ("value", pa.string()), ("topic", pa.string()), ("offset", pa.int64()),
-        ("timestamp", pa.float64()),
+        ("value", pa.string()), ("topic", pa.string()), ("partition", pa.int64()), ("offset", pa.int64()),
+        ("timestamp", pa.int64()),
     ])
     value_schema = pa.schema([("device_id", pa.int64()), ("time", pa.float64()), ("heartrate", pa.float64())])
     options = pj.ParseOptions(explicit_schema=envelope_schema, unexpected_field_behavior="ignore")
@@ -249,24 +340,20 @@ def _read_bpm(path: Path) -> tuple[int, pd.DataFrame, list[dict | None]]:
         table = pj.read_json(io.BytesIO(data), parse_options=options)
         env = pd.DataFrame({
             "topic": table.column("topic").to_pandas(),
-            "kafka_ts": table.column("timestamp").to_numpy(zero_copy_only=False),
+            "kafka_ts": table.column("timestamp").to_numpy(zero_copy_only=False).astype("float64"),
+            "offset": table.column("offset").to_numpy(zero_copy_only=False).astype("float64"),
         })
         values = table.column("value").to_pylist()
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
         records = []
         for line in data.decode("utf-8", errors="replace").splitlines():
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
+            if line.strip() and (record := _envelope(line)) is not None:
                 records.append(record)
         env = pd.DataFrame({
             "topic": [_str(r.get("topic")) for r in records],
             "kafka_ts": [_float(r.get("timestamp")) for r in records],
-        }, columns=["topic", "kafka_ts"]).astype({"kafka_ts": "float64"})
+            "offset": [_float(r.get("offset")) for r in records],
+        }, columns=["topic", "kafka_ts", "offset"]).astype({"kafka_ts": "float64", "offset": "float64"})
         values = [_str(r.get("value")) for r in records]
         table = None
     others: list[dict | None] = []
@@ -281,6 +368,7 @@ def _read_bpm(path: Path) -> tuple[int, pd.DataFrame, list[dict | None]]:
     device = np.full(len(bpm_values), np.nan)
     when = np.full(len(bpm_values), np.nan)
     rate = np.full(len(bpm_values), np.nan)
+    not_json = np.zeros(len(bpm_values), dtype=bool)
     if bpm_values:
         try:
             if any(v is None for v in bpm_values):
@@ -299,16 +387,21 @@ def _read_bpm(path: Path) -> tuple[int, pd.DataFrame, list[dict | None]]:
                 try:
                     event = json.loads(value)
                 except (TypeError, ValueError):
-                    continue
+                    event = None
                 if not isinstance(event, dict):
+                    not_json[i] = True
                     continue
-                device[i] = _float(event.get("device_id")) if _int(event.get("device_id")) is not None else np.nan
-                when[i] = _float(event.get("time")) if _float(event.get("time")) is not None else np.nan
-                rate[i] = _float(event.get("heartrate")) if _float(event.get("heartrate")) is not None else np.nan
+                # typed like from_json: a number given as text is NULL
+                number = _json_int(event.get("device_id"))
+                device[i] = np.nan if number is None else float(number)
+                for target, field in ((when, "time"), (rate, "heartrate")):
+                    number = _json_num(event.get(field))
+                    target[i] = np.nan if number is None else number
     frame = env.loc[is_bpm].reset_index(drop=True)
     frame["device_id"] = device
     frame["time"] = when
     frame["heartrate"] = rate
+    frame["not_json"] = not_json
     return landed, frame, others
 
 
@@ -333,30 +426,47 @@ class _Inputs:
         self.landed: dict[int, dict] = {}
         self.kafka_counts: dict[int, Counter] = {}  # (topic, week_part|None) -> count
         self.unparsed: dict[int, int] = {}
+        self.quarantine: dict[int, list[tuple]] = {}  # (source, reason, file) of each quarantined line
         bpm_frames = []
         for n in range(1, self.last + 1):
-            reg_landed, self.registrations[n] = _read_csv(self.folder / f"1-registered_users_{n}.csv")
-            gym_landed, self.gym[n] = _read_csv(self.folder / f"5-gym_logins_{n}.csv")
+            quarantine: list[tuple] = []
+            for attr, table, name in (("registrations", "registered_users_bz", f"1-registered_users_{n}.csv"),
+                                      ("gym", "gym_logins_bz", f"5-gym_logins_{n}.csv")):
+                count, rows, reasons = _read_csv(self.folder / name, table)
+                getattr(self, attr)[n] = rows
+                quarantine += [(table, reason, name) for reason in reasons]
+                if table == "registered_users_bz":
+                    reg_landed = count
+                else:
+                    gym_landed = count
             counts: Counter = Counter()
             unparsed = 0
             envelopes: list[dict] = []
-            info_landed, info = _read_kafka_small(self.folder / f"2-user_info_{n}.json")
+            info_name, bpm_name, workout_name = f"2-user_info_{n}.json", f"3-bpm_{n}.json", f"4-workout_{n}.json"
+            info_landed, info = _read_kafka_small(self.folder / info_name)
             bpm_landed, others = 0, []
-            bpm_path = self.folder / f"3-bpm_{n}.json"
+            bpm_path = self.folder / bpm_name
             if bpm_path.is_file():
                 bpm_landed, frame, others = _read_bpm(bpm_path)
-                unparsed += bpm_landed - len(frame) - len(others)
+                bad = bpm_landed - len(frame) - len(others)
+                unparsed += bad
+                quarantine += [("kafka_multiplex_bz", JSON_LINE_REASON, bpm_name)] * bad
                 counts.update(self._week_part_counts(frame))
-                frame = frame[["device_id", "time", "heartrate"]].copy()
+                frame = frame[["device_id", "time", "heartrate", "offset", "not_json"]].copy()
                 frame["set"] = n
+                frame["file"] = bpm_name
                 bpm_frames.append(frame)
-            workout_landed, workout = _read_kafka_small(self.folder / f"4-workout_{n}.json")
-            for record in info + others + workout:
+            workout_landed, workout = _read_kafka_small(self.folder / workout_name)
+            named = ([(info_name, r) for r in info] + [(bpm_name, r) for r in others]
+                     + [(workout_name, r) for r in workout])
+            for file, record in named:
                 if record is None:
                     unparsed += 1
+                    quarantine.append(("kafka_multiplex_bz", JSON_LINE_REASON, file))
                     continue
-                envelopes.append(record)
+                envelopes.append({**record, "_file": file})
                 counts[(_str(record.get("topic")), self._week_part_of(record.get("timestamp")))] += 1
+            self.quarantine[n] = quarantine
             self.kafka[n] = envelopes
             self.kafka_counts[n] = counts
             self.unparsed[n] = unparsed
@@ -365,7 +475,7 @@ class _Inputs:
                 "gym_logins_bz": gym_landed,
                 "kafka_multiplex_bz": {"user_info": info_landed, "workout": workout_landed, "bpm": bpm_landed},
             }
-        self.heart_rate = self._heart_rate(bpm_frames)
+        self.heart_rate, self.heart_rate_rejects = self._heart_rate(bpm_frames)
 
     # -- date lookup ---------------------------------------------------------------
     def _date_lookup(self) -> pd.DataFrame:
@@ -397,20 +507,36 @@ class _Inputs:
 
     # -- heart rate ------------------------------------------------------------------
     @staticmethod
-    def _heart_rate(frames: list[pd.DataFrame]) -> pd.DataFrame:
-        """Deduplicated heart_rate rows of all sets (first arrival wins), with their set."""
+    def _heart_rate(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(heart_rate rows of all sets with their set, rejected readings: set, reason, file).
+
+        A reading without a usable device or time is rejected; of two readings of one
+        device at one time the first to arrive wins (earlier set, then lower offset).
+        """
         columns = ["set", "device_id", "time_us", "heartrate"]
+        reject_columns = ["set", "reason", "file"]
         if not frames:
-            return pd.DataFrame({c: pd.Series(dtype="int64" if c != "heartrate" else "float64") for c in columns})
+            return (pd.DataFrame({c: pd.Series(dtype="int64" if c != "heartrate" else "float64") for c in columns}),
+                    pd.DataFrame({c: pd.Series(dtype="object") for c in reject_columns}))
         allrows = pd.concat(frames, ignore_index=True)
-        allrows = allrows[allrows["device_id"].notna() & allrows["time"].notna()]
+        reason = np.select(
+            [allrows["not_json"].to_numpy(dtype=bool), allrows["device_id"].isna().to_numpy(),
+             allrows["time"].isna().to_numpy(),
+             ~allrows["time"].between(MIN_SECONDS, MAX_SECONDS).to_numpy()],
+            [NOT_JSON, "device_id missing or not a number", "time missing or not a number", "time out of range"],
+            default="")
+        rejects = allrows.loc[reason != "", ["set", "file"]].assign(reason=reason[reason != ""])[reject_columns]
+        allrows = allrows[reason == ""]
         result = pd.DataFrame({
             "set": allrows["set"].to_numpy(dtype="int64"),
             "device_id": allrows["device_id"].to_numpy(dtype="int64"),
             "time_us": np.trunc(allrows["time"].to_numpy(dtype="float64") * US).astype("int64"),
             "heartrate": allrows["heartrate"].to_numpy(dtype="float64"),
+            "offset": allrows["offset"].fillna(np.inf).to_numpy(dtype="float64"),
         })
-        return result.drop_duplicates(["device_id", "time_us"], keep="first").reset_index(drop=True)
+        result = result.sort_values(["set", "offset"], kind="stable")
+        result = result.drop_duplicates(["device_id", "time_us"], keep="first").sort_index()
+        return result[columns].reset_index(drop=True), rejects.reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------------
@@ -441,7 +567,7 @@ def _column(kind: str, values) -> pd.Series:
 
 def _frame(table: str, rows) -> pd.DataFrame:
     """DataFrame of `rows` (tuples in the spec's column order) with the spec's dtypes."""
-    schema = SCHEMAS[table]
+    schema = REJECT_SCHEMAS.get(table) or SCHEMAS[table]
     rows = list(rows)
     columns = list(zip(*rows)) if rows else [[] for _ in schema]
     return pd.DataFrame({name: _column(kind, col) for (name, kind), col in zip(schema, columns)})
@@ -454,7 +580,7 @@ def _arrow_schema(table: str):
         "int": pa.int32(), "bigint": pa.int64(), "double": pa.float64(), "string": pa.string(),
         "boolean": pa.bool_(), "timestamp": pa.timestamp("us"), "date": pa.date32(),
     }
-    return pa.schema([(name, types[kind]) for name, kind in SCHEMAS[table]])
+    return pa.schema([(name, types[kind]) for name, kind in (REJECT_SCHEMAS.get(table) or SCHEMAS[table])])
 
 
 def _with_timestamps(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
@@ -489,6 +615,8 @@ def _compute(inputs: _Inputs, mode: str, as_of: dt.date, sets) -> dict[int, dict
     landed = {"registered_users_bz": 0, "gym_logins_bz": 0, "kafka": 0}
     kafka_counts: Counter = Counter()
     unparsed = 0
+    quarantine: list[tuple] = []             # (source, reason, file)
+    rejects: list[tuple] = []                # (target table, reason, file)
     hr = inputs.heart_rate
     hr_valid = hr[hr["heartrate"] > 0]
 
@@ -499,21 +627,38 @@ def _compute(inputs: _Inputs, mode: str, as_of: dt.date, sets) -> dict[int, dict
         landed["kafka"] += sum(inputs.landed[n]["kafka_multiplex_bz"].values())
         kafka_counts.update(inputs.kafka_counts[n])
         unparsed += inputs.unparsed[n]
+        quarantine += inputs.quarantine[n]
+        hr_rejects = inputs.heart_rate_rejects
+        rejects += [("heart_rate", r, f) for r, f in
+                    hr_rejects.loc[hr_rejects["set"] == n, ["reason", "file"]].itertuples(index=False)]
 
         # ---- users: first registration of a user_id wins ----
+        file = f"1-registered_users_{n}.csv"
         for row in inputs.registrations[n]:
-            user_id, device_id = _int(row.get("user_id")), _int(row.get("device_id"))
-            if user_id is None or device_id is None or user_id in users:
+            user_id, device_id, mac = row.get("user_id"), row.get("device_id"), row.get("mac_address")
+            reason = ("user_id missing" if user_id is None else "device_id missing" if device_id is None
+                      else "mac_address missing" if mac is None or not mac.strip()
+                      else "registration_timestamp out of range" if _out_of_range(row.get("registration_timestamp"))
+                      else None)
+            if reason:
+                rejects.append(("users", reason, file))
                 continue
-            users[user_id] = (user_id, device_id, _str(row.get("mac_address")),
-                              _to_us(row.get("registration_timestamp")))
+            if user_id in users:
+                continue
+            users[user_id] = (user_id, device_id, mac, _to_us(row.get("registration_timestamp")))
 
         # ---- gym_logs: insert new key; later logout (> login and > stored) updates ----
+        file = f"5-gym_logins_{n}.csv"
         for row in inputs.gym[n]:
-            mac, gym = _str(row.get("mac_address")), _int(row.get("gym"))
-            login, logout = _to_us(row.get("login")), _to_us(row.get("logout"))
-            if mac is None or gym is None or login is None:
+            mac, gym = row.get("mac_address"), row.get("gym")
+            login, logout = row.get("login"), row.get("logout")
+            reason = ("mac_address missing" if mac is None or not mac.strip() else "gym missing" if gym is None
+                      else "login missing" if login is None else "login out of range" if _out_of_range(login)
+                      else "logout out of range" if _out_of_range(logout) else None)
+            if reason:
+                rejects.append(("gym_logs", reason, file))
                 continue
+            login, logout = _to_us(login), _to_us(logout)
             key = (mac, gym, login)
             stored = gym_logs.get(key)
             if stored is None:
@@ -523,44 +668,63 @@ def _compute(inputs: _Inputs, mode: str, as_of: dt.date, sets) -> dict[int, dict
 
         # ---- kafka topics of this set, in arrival order ----
         latest: dict[int, tuple] = {}  # user_id -> (sort key, row) within this set (one micro-batch)
-        for line_no, envelope in enumerate(inputs.kafka[n]):
-            topic = envelope.get("topic")
+        arrivals = sorted(enumerate(inputs.kafka[n]), key=lambda item: (
+            item[1]["_file"] != f"2-user_info_{n}.json", _float(item[1].get("offset")) or math.inf, item[0]))
+        new_workouts: dict[tuple, tuple] = {}
+        for line_no, envelope in arrivals:
+            topic, file = envelope.get("topic"), envelope["_file"]
             if topic not in ("user_info", "workout"):
                 continue
+            table = "user_profile" if topic == "user_info" else "workouts"
             try:
                 event = json.loads(envelope.get("value"))
             except (TypeError, ValueError):
-                continue
+                event = None
             if not isinstance(event, dict):
+                rejects.append((table, NOT_JSON, file))
                 continue
-            seconds = _float(event.get("timestamp"))
-            if seconds is None:
-                continue
-            time_us = _to_us(event_time(seconds))
+            seconds = _json_num(event.get("timestamp"))
+            seconds = None if seconds is None else event_time(seconds)
+            user_id = _json_int(event.get("user_id"), 64 if topic == "user_info" else 32)
+            reason = ("user_id missing or not a number" if user_id is None
+                      else "timestamp missing or not a number" if seconds is None or math.isnan(seconds)
+                      else "timestamp out of range" if _out_of_range(seconds) else None)
             if topic == "user_info":
-                user_id = _int(event.get("user_id"))
-                if user_id is None or event.get("update_type") not in ("new", "update"):
+                update_type = event.get("update_type")
+                if reason is None and (not isinstance(update_type, str) or update_type not in ("new", "update")):
+                    reason = "update_type not new or update"
+                if reason:
+                    rejects.append((table, reason, file))
                     continue
+                time_us = _to_us(seconds)
                 address = event.get("address") if isinstance(event.get("address"), dict) else {}
                 row = {
                     "user_id": user_id, "dob": _parse_dob(event.get("dob")),
                     "sex": _str(event.get("sex")), "gender": _str(event.get("gender")),
                     "first_name": _str(event.get("first_name")), "last_name": _str(event.get("last_name")),
                     "street_address": _str(address.get("street_address")), "city": _str(address.get("city")),
-                    "state": _str(address.get("state")), "zip": _int(address.get("zip")), "updated": time_us,
+                    "state": _str(address.get("state")), "zip": _json_int(address.get("zip"), 32),
+                    "updated": time_us,
                 }
                 offset = _int(envelope.get("offset"))
                 sort_key = (time_us, offset if offset is not None else -1, line_no)
                 if user_id not in latest or sort_key > latest[user_id][0]:
                     latest[user_id] = (sort_key, row)
             else:
-                user_id = _int(event.get("user_id"))
-                if user_id is None:
+                workout_id, session_id = _json_int(event.get("workout_id"), 32), _json_int(event.get("session_id"), 32)
+                action = event.get("action")
+                if reason is None and action not in ("start", "stop"):
+                    reason = "action not start or stop"
+                if reason is None and (workout_id is None or session_id is None):
+                    reason = "workout_id or session_id missing"
+                if reason:
+                    rejects.append((table, reason, file))
                     continue
+                time_us = _to_us(seconds)
                 key = (user_id, time_us)
-                if key not in workouts:
-                    workouts[key] = (user_id, _int(event.get("workout_id")), time_us,
-                                     _str(event.get("action")), _int(event.get("session_id")))
+                if key not in workouts and key not in new_workouts:
+                    new_workouts[key] = (user_id, workout_id, time_us, action, session_id)
+        workouts.update(new_workouts)
 
         # ---- user_profile: insert new, update only when strictly newer ----
         for user_id, (_, row) in latest.items():
@@ -580,7 +744,7 @@ def _compute(inputs: _Inputs, mode: str, as_of: dt.date, sets) -> dict[int, dict
         for key in sorted(set(starts) & set(stops), key=lambda k: tuple(-1 if v is None else v for v in k)):
             if key in completed or None in key:
                 continue
-            pairs = [(s, e) for s in starts[key] for e in stops[key] if e < s + THREE_HOURS_US]
+            pairs = [(s, e) for s in starts[key] for e in stops[key] if s < e < s + THREE_HOURS_US]
             if pairs:
                 completed[key] = min(pairs)
 
@@ -588,6 +752,9 @@ def _compute(inputs: _Inputs, mode: str, as_of: dt.date, sets) -> dict[int, dict
             continue
         results[n] = _tables_after(inputs, n, course, as_of, users, gym_logs, profiles, workouts,
                                    completed, landed, kafka_counts, unparsed, hr, hr_valid)
+        results[n]["quarantine_bz"] = _expect("quarantine_bz", len(quarantine),
+                                              rows=_frame("quarantine_bz", sorted(quarantine)))
+        results[n]["rejects_sv"] = _expect("rejects_sv", len(rejects), rows=_frame("rejects_sv", sorted(rejects)))
     return results
 
 
@@ -595,8 +762,11 @@ def _tables_after(inputs, n, course, as_of, users, gym_logs, profiles, workouts,
                   landed, kafka_counts, unparsed, hr, hr_valid) -> dict[str, TableExpectation]:
     out: dict[str, TableExpectation] = {}
     # ---- bronze ----
-    out["registered_users_bz"] = _expect("registered_users_bz", landed["registered_users_bz"])
-    out["gym_logins_bz"] = _expect("gym_logins_bz", landed["gym_logins_bz"])
+    kept = {t: sum(1 for m in range(1, n + 1) for q in inputs.quarantine[m] if q[0] == t)
+            for t in ("registered_users_bz", "gym_logins_bz")}
+    out["registered_users_bz"] = _expect("registered_users_bz", landed["registered_users_bz"]
+                                         - kept["registered_users_bz"])
+    out["gym_logins_bz"] = _expect("gym_logins_bz", landed["gym_logins_bz"] - kept["gym_logins_bz"])
     per_topic: dict[str, int] = {}
     per_week: dict[str, dict[str, int]] = {}
     null_date: dict[str, int] = {}
@@ -607,7 +777,7 @@ def _tables_after(inputs, n, course, as_of, users, gym_logs, profiles, workouts,
             null_date[name] = null_date.get(name, 0) + count
         else:
             per_week.setdefault(name, {})[week_part] = count
-    out["kafka_multiplex_bz"] = _expect("kafka_multiplex_bz", landed["kafka"], aggregates={
+    out["kafka_multiplex_bz"] = _expect("kafka_multiplex_bz", landed["kafka"] - unparsed, aggregates={
         "per_topic": per_topic,
         "per_topic_week_part": per_week,
         "null_date_count": sum(null_date.values()),
@@ -627,6 +797,8 @@ def _tables_after(inputs, n, course, as_of, users, gym_logs, profiles, workouts,
     workout_rows = sorted(workouts.values(), key=lambda r: (r[0], r[2]))
     out["workouts"] = _expect("workouts", len(workout_rows), rows=_frame("workouts", workout_rows))
 
+    from sbit_lib.testing.expectations import course_bounds, heart_rate_hash
+
     upto = hr[hr["set"] <= n]
     heartrate = upto["heartrate"].to_numpy()
     heartrate = heartrate[~np.isnan(heartrate)]
@@ -637,6 +809,7 @@ def _tables_after(inputs, n, course, as_of, users, gym_logs, profiles, workouts,
         "min_time": _us_iso(int(upto["time_us"].min())) if len(upto) else None,
         "max_time": _us_iso(int(upto["time_us"].max())) if len(upto) else None,
         "sum_heartrate": round(math.fsum(heartrate.tolist()), 6),
+        "row_hash": heart_rate_hash(upto["device_id"], upto["time_us"], upto["heartrate"], upto["heartrate"] > 0),
     })
 
     bins: dict[int, tuple] = {}
@@ -674,7 +847,8 @@ def _tables_after(inputs, n, course, as_of, users, gym_logs, profiles, workouts,
         "end_time": bpm["end_time"], "time": bpm["time"], "heartrate": bpm["heartrate"].astype("float64"),
     })
     out["workout_bpm"] = _expect("workout_bpm", len(bpm_rows), rows=bpm_rows,
-                                 exact=not course, note=COURSE_WORKOUT_BPM_NOTE if course else None)
+                                 exact=not course, note=COURSE_WORKOUT_BPM_NOTE if course else None,
+                                 aggregates=course_bounds(joined, readings, upto)["workout_bpm"] if course else None)
 
     # ---- gold: workout_bpm_summary ----
     stats = joined.groupby(keys, sort=True)["heartrate"].agg(["min", "mean", "max", "size"]).reset_index()
@@ -689,7 +863,9 @@ def _tables_after(inputs, n, course, as_of, users, gym_logs, profiles, workouts,
         summary["max"].tolist(), summary["size"].tolist(),
     ))
     out["workout_bpm_summary"] = _expect("workout_bpm_summary", len(summary_rows), rows=summary_rows,
-                                         exact=not course, note=COURSE_SUMMARY_NOTE if course else None)
+                                         exact=not course, note=COURSE_SUMMARY_NOTE if course else None,
+                                         aggregates=course_bounds(joined, readings, upto, summary)[
+                                             "workout_bpm_summary"] if course else None)
 
     # ---- gold: gym_summary view ----
     by_mac: dict[str, list[tuple]] = {}

@@ -1,0 +1,141 @@
+"""Bad input through every layer: the dirty sets of sbit_lib.testing.dirty_data, in batch mode.
+
+Every table, the quarantine and the rejects equal the reference's (computed from the
+files alone); the hand-worked cases are asserted once more by value; the counts add
+up: landed = bronze + quarantined, bronze = silver rows + rejected + dropped by design.
+"""
+
+import pytest
+
+from sbit_lib.course.bronze import Bronze
+from sbit_lib.course.config import Config
+from sbit_lib.course.gold import Gold
+from sbit_lib.course.producer import Producer
+from sbit_lib.course.run import run
+from sbit_lib.course.silver import Silver
+from sbit_lib.testing import dirty_data
+from sbit_lib.testing.dirty_data import START
+from sbit_lib.testing.expectations import Expectations
+
+pytestmark = pytest.mark.xdist_group("bad_input")
+
+
+@pytest.fixture(scope="module")
+def dirty(spark, lakehouse_home, tmp_path_factory):
+    folder = dirty_data.write(tmp_path_factory.mktemp("dirty_data"))
+    return Config.resolve(environment="dirty", home=lakehouse_home, test_data=folder, as_of="2023-03-31")
+
+
+def _validate_every_layer(spark, config, n):
+    Producer(config).validate(n)
+    Bronze(config, spark).validate(n)
+    Silver(config, spark).validate(n)
+    Gold(config, spark).validate(n)
+
+
+def _counts_add_up(spark, config, n):
+    expected = Expectations.load(config.test_data)
+    landed = expected.landing(n)
+    bronze = Bronze(config, spark)
+    quarantined = bronze.rejected_counts()
+    counts = bronze.counts()
+    for table in ("registered_users_bz", "gym_logins_bz"):
+        assert landed[table] == counts[table] + quarantined.get(table, 0), table
+    assert (sum(landed["kafka_multiplex_bz"].values())
+            == spark.table(config.qualified("kafka_multiplex_bz")).count() + quarantined["kafka_multiplex_bz"])
+    for line in Silver(config, spark).counts():
+        if line["table"] is None:
+            assert line["dropped"] == 1 and "alerts" in line["dropped_why"]      # the unknown topic
+            continue
+        rows = expected.table(config.mode, n, line["table"]).count
+        rejected = expected.table(config.mode, n, "rejects_sv").rows
+        rejected = int((rejected["target_table"] == line["table"]).sum())
+        assert line["rows"] == rows and sum(line["rejected"].values()) == rejected, line
+        assert line["bronze"] == line["rows"] + rejected + line["dropped"] and line["dropped"] >= 0, line
+
+
+def test_set_1_every_bad_record_is_kept_or_counted_and_no_query_fails(spark, dirty):
+    Producer(dirty).produce(1)
+    run(dirty, spark=spark)
+    _validate_every_layer(spark, dirty, 1)
+    _counts_add_up(spark, dirty, 1)
+
+    db = dirty.db_name
+    # hand-worked: a dob that does not parse, or none, keeps the user with age NULL (not "95+")
+    ages = dict(spark.sql(f"SELECT user_id, age FROM {db}.user_bins").collect())
+    assert ages == {1: None, 2: "25-35", 3: None, 4: "25-35"}
+    # a registration without device or mac is rejected, not a user
+    assert sorted(r[0] for r in spark.sql(f"SELECT user_id FROM {db}.users").collect()) == [1, 2, 3, 4]
+    # the stop before its start completes nothing; no negative duration anywhere
+    assert spark.sql(f"SELECT count(*) FROM {db}.completed_workouts WHERE end_time <= start_time").first()[0] == 0
+    assert [r[0] for r in spark.sql(f"SELECT user_id FROM {db}.completed_workouts").collect()] == [1]
+    assert spark.sql(f"SELECT count(*) FROM {db}.gym_summary WHERE minutes_exercising < 0").first()[0] == 0
+    # the first reading of a device at a time wins; a NULL heartrate is kept as invalid
+    first = spark.sql(f"SELECT heartrate FROM {db}.heart_rate WHERE device_id = 101 "
+                      f"AND time = timestamp_seconds({START + 60})").collect()
+    assert [r[0] for r in first] == [81.0]
+    assert spark.sql(f"SELECT valid FROM {db}.heart_rate WHERE heartrate IS NULL").collect()[0][0] is False
+    # the CSV with its columns in another order was read by name
+    assert spark.sql(f"SELECT device_id FROM {db}.registered_users_bz WHERE user_id = 1 "
+                     "ORDER BY device_id").collect()[0][0] == 101
+    reasons = {r[0] for r in spark.sql(f"SELECT reason FROM {db}.rejects_sv WHERE target_table = 'user_profile'")
+               .collect()}
+    assert "update_type not new or update" in reasons
+
+
+def test_set_2_a_file_with_an_extra_column_is_quarantined_whole_empty_files_are_fine(spark, dirty):
+    Producer(dirty).produce(2)
+    run(dirty, spark=spark)
+    _validate_every_layer(spark, dirty, 2)
+    _counts_add_up(spark, dirty, 2)
+    whole = spark.sql(f"SELECT reason FROM {dirty.db_name}.quarantine_bz "
+                      "WHERE source_file LIKE '%1-registered_users_2.csv'").collect()
+    assert [r[0] for r in whole] == ["header unexpected column(s) email: file quarantined whole"] * 2
+
+
+def test_sbit_counts_shows_rejects_per_table_and_reason_beside_the_rows(spark, dirty, capsys):
+    from sbit_lib.ops import cli
+
+    assert cli.main(["counts", "--env", dirty.environment, "--home", str(dirty.home),
+                     "--test-data", str(dirty.test_data)]) == 0
+    out = capsys.readouterr().out
+    assert "        2  registered_users_bz: header unexpected column(s) email: file quarantined whole" in out
+    assert "users                        4 rows  from 8 records of registered_users_bz" in out
+    assert "        1  rejected: device_id missing  (rejects_sv)" in out
+    assert "        1  dropped by design: a later registration of a registered user" in out
+    assert "        1  dropped by design: topics no silver table reads: alerts" in out
+
+
+def test_a_rerun_with_no_new_data_writes_no_reject_twice(spark, dirty):
+    before = spark.table(dirty.qualified("rejects_sv")).count()
+    run(dirty, spark=spark)
+    assert spark.table(dirty.qualified("rejects_sv")).count() == before
+    _validate_every_layer(spark, dirty, 2)
+
+
+def test_the_stream_job_killed_mid_set_keeps_running_on_dirty_sets_and_ends_equal_to_the_reference(
+        spark, lakehouse_home, dirty):
+    import time
+
+    from sbit_lib.ops.stream_test import StreamTest
+    from tests.conftest import wait_for
+
+    config = Config.resolve(environment="dirty_stream", home=lakehouse_home, test_data=dirty.test_data,
+                            as_of="2023-03-31")
+    test = StreamTest(config, processing_time="1 second", timeout_s=600, spark=spark)
+    test.start()
+    try:
+        Producer(config).produce(1)
+        # silver has written its first rejects: its wave-1 MERGEs are running. Kill the job there.
+        first_rejects = config.table_location("rejects_sv") / "_delta_log" / f"{1:020d}.json"
+        wait_for(lambda: first_rejects.exists() or not test.job.alive(), 300, "silver's first rejects")
+        assert test.job.alive(), f"the job died on bad input; its log:\n{test.job.log_tail()}"
+        test.job.kill()
+        test.start(clean=False)
+        Producer(config).produce(2)
+        test.wait_until_valid(2, time.monotonic() + 600)
+        assert test.job.alive(), f"the job stopped; its log:\n{test.job.log_tail()}"
+        _validate_every_layer(spark, config, 2)
+        _counts_add_up(spark, config, 2)
+    finally:
+        test.stop()
