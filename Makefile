@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run demo stream-test test bench cluster-test lab notebooks jars data clean clean-lakehouse lock
+.PHONY: help setup run demo stream-test fault-test test bench cluster-test lab notebooks jars data clean clean-lakehouse lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +37,14 @@ run: setup ## the main job: the batch test, sets 1-2 through every layer, valida
 
 stream-test: setup ## the stream test: a background stream job fed sets 1-2, every layer validated (MODE=course too)
 	$(BIN)/python -m sbit_lib.ops.stream_test --sets 2 $(if $(MODE),--mode $(MODE))
+
+# The fault test: `sbit run` killed with SIGKILL at FAULT_TRIALS random moments of a small data set,
+# each run again and compared table by table with an uninterrupted run. FAULT_SEED (printed) replays
+# them; FAULT_ARGS passes more options (--stream: the stream job; --help lists them). About 2 minutes a trial.
+FAULT_TRIALS ?= 20
+FAULT_SEED ?= $(shell echo $$RANDOM$$RANDOM)
+fault-test: setup ## kill `sbit run` with SIGKILL at random moments, run again, every table equal (FAULT_TRIALS, FAULT_SEED)
+	$(BIN)/python -m sbit_lib.ops.fault --trials $(FAULT_TRIALS) --seed $(FAULT_SEED) $(FAULT_ARGS)
 
 demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 	$(BIN)/sbit demo

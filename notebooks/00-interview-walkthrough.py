@@ -765,7 +765,8 @@ assert sorted(tuple(r) for r in spark.read.format("delta").load(str(folder / "de
 #
 # **Bronze** (`sbit_lib/course/bronze.py`): raw, append-only, one stream per source, with
 # `load_time`/`source_file` lineage and the quarantine. **Silver** (`sbit_lib/course/silver.py`):
-# parsed, typed, de-duplicated and merged, eight queries in three waves. **Gold**
+# parsed, typed, de-duplicated and merged, eight queries in three waves, and `rejects_sv` for the
+# records it cannot use, each with its reason. **Gold**
 # (`sbit_lib/course/gold.py`): `workout_bpm_summary` and the `gym_summary` view. Every layer is a
 # set of Delta tables and every hop a Structured Streaming query reading the previous layer's
 # tables, so one code path serves batch and stream. `sbit_lib/course/tables.py` lists every table
@@ -781,7 +782,8 @@ for layer, names in layers.items():
 raw, clean = (spark.table(config.qualified(n)) for n in ("registered_users_bz", "users"))
 print("bronze keeps lineage:", [c for c in raw.columns if c not in clean.columns],
       "| silver is typed:", dict(clean.dtypes)["registration_timestamp"], "| rows:", raw.count(), clean.count())
-assert list(layers) == ["history", "bronze", "silver", "gold"] and len(layers["silver"]) == 8
+assert list(layers) == ["history", "bronze", "silver", "gold"] and len(layers["silver"]) == 9
+assert layers["silver"][-1] == "rejects_sv" and layers["bronze"][-1] == "quarantine_bz"
 assert raw.count() == clean.count() == 10 and dict(raw.dtypes)["registration_timestamp"] == "double"
 
 # %% [markdown]

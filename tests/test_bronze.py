@@ -93,13 +93,21 @@ def test_set_2_adds_its_records(spark, env, expected):
     Bronze(env, spark).validate(2)
 
 
-def test_a_replayed_micro_batch_is_not_appended_twice(spark, env):
+def batch_file(tmp_path, name: str, *lines: str) -> str:
+    """A real CSV for a hand-made batch: the writer reads each file's header (column order)."""
+    path = tmp_path / name
+    path.write_text("\n".join(("user_id,device_id,mac_address,registration_timestamp",) + lines) + "\n")
+    return path.as_uri()
+
+
+def test_a_replayed_micro_batch_is_not_appended_twice(spark, env, tmp_path):
     """After a crash Spark replays the last micro-batch: Delta's txnAppId/txnVersion skip it."""
     source = SOURCES["registered_users_bz"]
     writer = _BatchWriter(env, source, lambda df: df)
     writer._app_id = "replay-test"   # not the real query's id: its later batches must not be skipped
+    file = batch_file(tmp_path, "replay.csv", "99001,1,aa:aa,1.0")
     batch = spark.createDataFrame(
-        [(99001, 1, "aa:aa", 1.0, None, "file:/replay.csv")],
+        [(99001, 1, "aa:aa", 1.0, None, file)],
         "user_id BIGINT, device_id BIGINT, mac_address STRING, registration_timestamp DOUBLE, "
         "_corrupt_record STRING, source_file STRING")
     table = spark.table(env.qualified(source.table))
@@ -112,18 +120,19 @@ def test_a_replayed_micro_batch_is_not_appended_twice(spark, env):
 
 
 
-def test_a_replayed_micro_batch_with_a_malformed_record_is_not_kept_twice(spark, env):
+def test_a_replayed_micro_batch_with_a_malformed_record_is_not_kept_twice(spark, env, tmp_path):
     """The writer counts malformed rows while it writes; a skipped (replayed) write must not hang it."""
     source = SOURCES["registered_users_bz"]
     writer = _BatchWriter(env, source, lambda df: df)
     writer._app_id = "replay-bad-test"
+    file = batch_file(tmp_path, "replay-bad.csv", "99101,1,aa:bb,1.0", "x,1,aa:cc,oops")
     batch = spark.createDataFrame(
-        [(99101, 1, "aa:bb", 1.0, None, "file:/replay-bad.csv"),
-         (None, None, None, None, "x,1,aa:cc,oops", "file:/replay-bad.csv")],
+        [(99101, 1, "aa:bb", 1.0, None, file),
+         (None, None, None, None, "x,1,aa:cc,oops", file)],
         "user_id BIGINT, device_id BIGINT, mac_address STRING, registration_timestamp DOUBLE, "
         "_corrupt_record STRING, source_file STRING")
     table = spark.table(env.qualified(source.table))
-    quarantine = spark.table(env.qualified("quarantine_bz")).where("source_file = 'file:/replay-bad.csv'")
+    quarantine = spark.table(env.qualified("quarantine_bz")).where(f"source_file = '{file}'")
     writer(batch, 20_000)
     writer(batch, 20_000)          # the replay: both writes skipped, the malformed row counted again
     assert table.where("user_id = 99101").count() == 1

@@ -13,11 +13,21 @@ which reads schema and partitioning from the Delta log.
 
 from __future__ import annotations
 
+import re
+
 from pyspark.sql import SparkSession
 
 from sbit_lib.course.config import Config
 from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY, GYM_SUMMARY_SQL
 from sbit_lib.spark.session import spark_session
+from sbit_lib.spark.storage import Zone
+
+# What in a Delta log shows a committed table version: a commit ``NNNNNNNNNNNNNNNNNNNN.json``,
+# a checkpoint of one, or the pointer to the last checkpoint. A log holding none of them
+# (empty, or only ``_staged_commits/``, ``.crc`` or ``.tmp`` files) is what a CREATE cut short
+# leaves: no version of the table was ever written.
+_COMMITTED = re.compile(r"^(\d{20}\.json|\d{20}\.checkpoint(\..+)?\.parquet|\d{20}\.\d{20}\.compacted\.json"
+                        r"|_last_checkpoint)$")
 
 
 def sql_str(value: object) -> str:
@@ -37,6 +47,19 @@ def get_spark(config: Config | None = None) -> SparkSession:
                           str(config.home / "spark-warehouse"))
     register_tables(spark, config)
     return spark
+
+
+def has_commit(location: Zone) -> bool:
+    """True when the Delta table at `location` has at least one committed version.
+
+    A folder whose ``_delta_log`` holds no commit is a table not yet created: Delta refuses
+    to register it (DELTA_CREATE_EXTERNAL_TABLE_WITHOUT_TXN_LOG) or to create a table over
+    it (DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION); ``SetupHelper.setup`` creates it.
+    """
+    try:
+        return any(_COMMITTED.match(entry.name) for entry in (location / "_delta_log").iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 # Which tables folder (local or URL) each database of this process's catalog points at.
@@ -63,13 +86,15 @@ def _claim_database(spark: SparkSession, config: Config) -> None:
 def register_tables(spark: SparkSession, config: Config) -> list[str]:
     """Point the catalog at every Delta table of `config` that exists on disk; return their names.
 
-    The ``gym_summary`` view is (re)created once its three source tables are registered.
+    A table exists once its Delta log holds a commit: a folder a killed set-up left with a
+    log but no commit is skipped here (set-up creates it). The ``gym_summary`` view is
+    (re)created once its three source tables are registered.
     """
     _claim_database(spark, config)
     registered: list[str] = []
     for table in ALL_TABLES:
         location = config.table_location(table.name)
-        if not (location / "_delta_log").is_dir():
+        if not has_commit(location):
             continue
         if not registered:
             create_database(spark, config)

@@ -1,13 +1,21 @@
-"""The course's ``SetupHelper``: create, check and remove one environment's objects."""
+"""The course's ``SetupHelper``: create, check and remove one environment's objects.
+
+Set-up is crash-consistent: a process killed while it creates a table can leave the table's
+folder with a ``_delta_log`` but no commit in it (only ``_staged_commits/``, or nothing).
+No version of that table was ever written, so it is a table not yet created: the next
+set-up removes the log's leftovers and creates it. A table with a commit is never removed
+or replaced (``CREATE TABLE IF NOT EXISTS``).
+"""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
-from sbit_lib.course.catalog import create_database, create_view, get_spark, sql_str
+from sbit_lib.course.catalog import create_database, create_view, get_spark, has_commit, sql_str
 from sbit_lib.course.config import Config
 from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY, TableDef
-from sbit_lib.spark.runlock import JobLock, job_dir
+from sbit_lib.spark.runlock import JobLock, JobLockedError, job_dir
 from sbit_lib.spark.storage import remove_if_empty, remove_tree
 from sbit_lib.testing.validation import ValidationError
 
@@ -23,6 +31,8 @@ class SetupHelper:
 
     def _create_table(self, table: TableDef) -> None:
         # IF NOT EXISTS, not OR REPLACE: a second setup must never wipe data.
+        if not has_commit(self.config.table_location(table.name)):
+            self._clear_uncommitted(table)      # a create cut short: no version of it exists
         partitioned = f" PARTITIONED BY ({', '.join(table.partitioned_by)})" if table.partitioned_by else ""
         props = ""
         if table.properties:
@@ -40,27 +50,81 @@ class SetupHelper:
             pairs = ", ".join(f"'{k}' = '{v}'" for k, v in missing)
             self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({pairs})")
 
+    def _clear_uncommitted(self, table: TableDef) -> None:
+        """Make way for creating `table`, whose folder holds no commit: forget it, remove its log.
+
+        A catalog entry (this process registered the table, and its folder lost its log since)
+        is dropped: the table is external, so DROP TABLE deletes no file. What the log holds
+        (``_staged_commits/``, checksums, temporary files) belongs to no version. Anything
+        else in the folder is not Delta's leftover: it is left alone, and the error says so.
+        """
+        location = self.config.table_location(table.name)
+        self.spark.sql(f"DROP TABLE IF EXISTS {self.config.qualified(table.name)}")
+        if remove_tree(location / "_delta_log"):
+            print(f"  {table.name}: removed the Delta log of a create cut short (it held no commit)")
+        others = sorted(entry.name for entry in location.iterdir()) if location.is_dir() else []
+        if others:
+            raise RuntimeError(
+                f"{location} holds {', '.join(others[:5])}{' ...' if len(others) > 5 else ''} but no Delta "
+                f"commit, so no version of table {table.name} was ever written there; move those files away "
+                f"(or delete the folder) and run set-up again")
+
     def setup(self) -> None:
         """Create the database, every table and the gym_summary view; safe to call again."""
         print(f"Setting up {self.config.db_name} in {self.config.data_zone} ...")
         create_database(self.spark, self.config)
         # Each CREATE is a Delta commit of its own, mostly waiting on the driver: a few at a
         # time keep both cores busy (a fresh setup: 17 s one by one, see the commit log).
-        with ThreadPoolExecutor(max_workers=SETUP_THREADS) as pool:
+        with self._lock_while_creating(), ThreadPoolExecutor(max_workers=SETUP_THREADS) as pool:
             list(pool.map(self._create_table, ALL_TABLES))
         create_view(self.spark, self.config)
         self.config.landing_zone.mkdir(parents=True, exist_ok=True)
         self.config.checkpoint_zone.mkdir(parents=True, exist_ok=True)
         print(f"Setup completed: {len(ALL_TABLES)} tables and the {GYM_SUMMARY} view")
 
+    @contextmanager
+    def _lock_while_creating(self):
+        """Hold the environment's run lock (re-entrant within a run) while tables are created.
+
+        Creating a table may remove the commit-less log a killed set-up left: no other process
+        may be creating that table meanwhile (the lock is refused while one runs), and a killed
+        run's Spark JVM may still be writing its first commit (acquiring waits for it to exit).
+        When every table exists no lock is taken: set-up stays a no-op while a stream job runs.
+        """
+        todo = [t.name for t in ALL_TABLES if not has_commit(self.config.table_location(t.name))]
+        if not todo:
+            yield
+            return
+        try:
+            lock = JobLock(self.config, "setup").acquire()
+        except JobLockedError as err:
+            raise JobLockedError(f"cannot create {', '.join(todo)}: {err}") from None
+        try:
+            lock.record_jvm(self.spark)
+            yield
+        finally:
+            lock.release()
+
     def is_set_up(self) -> bool:
         """Return True when every table and the view exist."""
         return not self.missing()
 
     def missing(self) -> list[str]:
-        """Return the names of the tables or view that do not exist (yet)."""
-        names = [t.name for t in ALL_TABLES] + [GYM_SUMMARY]
-        return [n for n in names if not self.spark.catalog.tableExists(self.config.qualified(n))]
+        """Return the names of the tables or view that do not exist (yet).
+
+        A table exists when its folder holds a Delta commit and the catalog points at it; a
+        folder without a commit (a create cut short) is missing, whatever the catalog holds.
+        The catalog is listed, not asked table by table: ``tableExists`` fails on an entry
+        whose folder lost its log.
+        """
+        db = self.config.db_name
+        known = set()
+        if self.spark.catalog.databaseExists(db):
+            known = {row["tableName"] for row in self.spark.sql(f"SHOW TABLES IN {db}").collect()
+                     if not row["isTemporary"]}
+        missing = [t.name for t in ALL_TABLES
+                   if t.name not in known or not has_commit(self.config.table_location(t.name))]
+        return missing + ([GYM_SUMMARY] if GYM_SUMMARY not in known else [])
 
     def validate(self) -> None:
         """Raise ValidationError naming any table or view that is missing."""
