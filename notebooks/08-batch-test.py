@@ -56,6 +56,7 @@ from sbit_lib.course.run import ensure_setup
 from sbit_lib.course.catalog import get_spark
 from sbit_lib.course.setup_helper import SetupHelper
 from sbit_lib.course.silver import Silver
+from sbit_lib.ops.batch_test import local_kernel   # IPC sockets to the kernel: no TCP warning per kernel
 
 # Ages are computed as of the date the expected results were computed for.
 as_of = Expectations.load(Config.resolve(test_data=test_data).test_data).as_of.isoformat()
@@ -82,7 +83,7 @@ for n in range(1, sets + 1):
         parameters=dict(environment=config.environment, run_type="once", mode=config.mode,
                         home=str(config.home), test_data=str(config.test_data), as_of=as_of,
                         spark_master=config.spark_master),
-        cwd=str(PROJECT_ROOT / "notebooks"), progress_bar=False)
+        cwd=str(PROJECT_ROOT / "notebooks"), progress_bar=False, **local_kernel())
     Bronze(config, spark).validate(n)
     Silver(config, spark).validate(n)
     Gold(config, spark).validate(n)

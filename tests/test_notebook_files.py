@@ -147,3 +147,25 @@ def test_each_step_shows_its_spark_code_in_code_cells(name):
     missing = [construct for construct in CODE_IN_CELLS[name] if construct not in code]
     assert missing == [], f"{name}: no code cell contains {missing}"
     assert "show(" in code, f"{name} does not render the library's own version of its code"
+
+
+def test_a_notebook_run_by_papermill_prints_no_kernel_warning(tmp_path):
+    """`make run` executes a notebook per set: over TCP each kernel started printed ipykernel's
+    "Kernel is running over TCP without encryption" (the run's only noise). local_kernel()
+    talks to the kernel over IPC sockets; the same notebook without it shows the warning."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, nbformat, papermill\n"
+        "from sbit_lib.ops.batch_test import local_kernel\n"
+        "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('print(6 * 7)')])\n"
+        "nb.metadata.kernelspec = {'name': 'sbit-lakehouse', 'display_name': 'sbit', 'language': 'python'}\n"
+        "nbformat.write(nb, 'in.ipynb')\n"
+        "options = local_kernel() if sys.argv[1] == 'ipc' else {}\n"
+        "papermill.execute_notebook('in.ipynb', 'out.ipynb', progress_bar=False, **options)\n"
+        "print(nbformat.read('out.ipynb', 4).cells[0].outputs[0]['text'].strip())\n")
+    runs = {how: subprocess.run([sys.executable, str(script), how], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=120) for how in ("ipc", "tcp")}
+    for how, done in runs.items():
+        assert done.returncode == 0 and done.stdout.strip().endswith("42"), (how, done.stderr[-2000:])
+    assert "without encryption" not in runs["ipc"].stderr, runs["ipc"].stderr
+    assert "without encryption" in runs["tcp"].stderr         # the warning this avoids

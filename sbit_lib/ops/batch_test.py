@@ -16,6 +16,18 @@ NOTEBOOK = PROJECT_ROOT / "notebooks" / "08-batch-test.ipynb"
 BUILD = PROJECT_ROOT / "build"
 
 
+def local_kernel() -> dict:
+    """papermill.execute_notebook options: talk to the kernel over local IPC sockets, not TCP.
+
+    The kernel and papermill run on one machine; over TCP without encryption ipykernel
+    warns at every start ("Kernel is running over TCP without encryption"), once per
+    notebook a run executes. IPC sockets are files readable by this user only.
+    """
+    from traitlets.config import Config as KernelConfig
+
+    return {"config": KernelConfig({"KernelManager": {"transport": "ipc"}})}
+
+
 def run_batch_test(sets: int = 2, mode: str = "default", environment: str = "batch_test",
                    keep_tables: bool = False, output: Path | None = None, **parameters) -> Path:
     """Execute 08-batch-test with papermill; return the executed notebook (raises if a check fails)."""
@@ -25,7 +37,7 @@ def run_batch_test(sets: int = 2, mode: str = "default", environment: str = "bat
     output.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
         str(NOTEBOOK), str(output), progress_bar=False,
-        cwd=str(NOTEBOOK.parent),
+        cwd=str(NOTEBOOK.parent), **local_kernel(),
         parameters=dict(environment=environment, sets=sets, mode=mode, keep_tables=keep_tables, **parameters))
     return output
 

@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
 
     from sbit_lib.course.config import PROJECT_ROOT
-    from sbit_lib.ops.batch_test import BUILD, report
+    from sbit_lib.ops.batch_test import BUILD, local_kernel, report
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--sets", type=int, default=2)
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def execute():
         papermill.execute_notebook(str(notebook), str(output), progress_bar=False,
-                                   cwd=str(notebook.parent),
+                                   cwd=str(notebook.parent), **local_kernel(),
                                    parameters=dict(environment=args.env, sets=args.sets, mode=args.mode,
                                                    processing_time=args.processing_time))
 
