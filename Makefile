@@ -52,7 +52,7 @@ demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 test: setup ## run the test suite and every notebook (real Spark, real Delta), on two workers
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
-bench: setup ## the benchmark: seven figures with their targets, written to build/bench/ (long: it runs the pipeline many times)
+bench: setup ## the benchmark: ten figures with their targets, written to build/bench/ (long: it runs the pipeline many times)
 	$(BIN)/python -m sbit_lib.ops.bench $(BENCH_ARGS)
 
 cluster-test: setup ## the batch test's sets 1-2 locally and on a local standalone cluster (master + 2 workers), same tables
