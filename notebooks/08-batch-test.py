@@ -56,7 +56,9 @@ from sbit_lib.course.run import ensure_setup
 from sbit_lib.course.catalog import get_spark
 from sbit_lib.course.setup_helper import SetupHelper
 from sbit_lib.course.silver import Silver
-from sbit_lib.ops.batch_test import local_kernel   # IPC sockets to the kernel: no TCP warning per kernel
+# local_kernel(): papermill talks to each new kernel through local socket files instead of the
+# network, so no "Kernel is running over TCP without encryption" warning per run of 07-run.
+from sbit_lib.ops.batch_test import local_kernel
 
 # Ages are computed as of the date the expected results were computed for.
 as_of = Expectations.load(Config.resolve(test_data=test_data).test_data).as_of.isoformat()

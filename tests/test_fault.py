@@ -31,8 +31,9 @@ def test_runs_killed_at_random_moments_and_run_again_equal_an_uninterrupted_run(
     # The comparison catches a difference: one heart-rate reading gone from the baseline's table.
     base = fault.config("fault_base")
     table = base.qualified("heart_rate")
-    one = spark.sql(f"SELECT device_id, time FROM {table} LIMIT 1").first()
-    spark.sql(f"DELETE FROM {table} WHERE device_id = {one['device_id']} AND time = TIMESTAMP'{one['time']}'")
+    # By its microseconds: a TIMESTAMP literal from Python's datetime would depend on the local time zone.
+    one = spark.sql(f"SELECT device_id, unix_micros(time) AS us FROM {table} LIMIT 1").first()
+    spark.sql(f"DELETE FROM {table} WHERE device_id = {one['device_id']} AND unix_micros(time) = {one['us']}")
     problems = differences(fault.baseline, snapshot(spark, base))
     assert len(problems) == 1 and problems[0].startswith("heart_rate: "), problems
     assert "1 of the baseline's missing, 0 not in it" in problems[0] and f"missing ({one['device_id']}, " in problems[0]

@@ -169,3 +169,5 @@ def test_a_notebook_run_by_papermill_prints_no_kernel_warning(tmp_path):
         assert done.returncode == 0 and done.stdout.strip().endswith("42"), (how, done.stderr[-2000:])
     assert "without encryption" not in runs["ipc"].stderr, runs["ipc"].stderr
     assert "without encryption" in runs["tcp"].stderr         # the warning this avoids
+    # The socket files live beside their connection file in Jupyter's runtime folder, not here.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ipynb", "out.ipynb", "run.py"]

@@ -157,6 +157,7 @@ def test_setup_leaves_a_commitless_folder_holding_other_files_alone(spark, make_
     with pytest.raises(RuntimeError, match="notes.txt but no Delta commit"):
         SetupHelper(config, spark).setup()
     assert stray.read_text() == "not a Delta file"
+    assert (delta_log(config, "users") / "_staged_commits").is_dir()     # its log left as it was, too
 
 
 def test_setup_does_not_remove_a_commitless_log_while_another_process_runs_the_environment(spark, make_config):

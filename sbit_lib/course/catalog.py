@@ -23,10 +23,10 @@ from sbit_lib.spark.session import spark_session
 from sbit_lib.spark.storage import Zone
 
 # What in a Delta log shows a committed table version: a commit ``NNNNNNNNNNNNNNNNNNNN.json``,
-# a checkpoint of one, or the pointer to the last checkpoint. A log holding none of them
-# (empty, or only ``_staged_commits/``, ``.crc`` or ``.tmp`` files) is what a CREATE cut short
-# leaves: no version of the table was ever written.
-_COMMITTED = re.compile(r"^(\d{20}\.json|\d{20}\.checkpoint(\..+)?\.parquet|\d{20}\.\d{20}\.compacted\.json"
+# a checkpoint of one (classic or V2: ``.parquet`` or ``.json``), or the pointer to the last
+# checkpoint. A log holding none of them (empty, or only ``_staged_commits/``, ``.crc`` or
+# ``.tmp`` files) is what a CREATE cut short leaves: no version of the table was ever written.
+_COMMITTED = re.compile(r"^(\d{20}\.json|\d{20}\.checkpoint(\..+)?\.(parquet|json)|\d{20}\.\d{20}\.compacted\.json"
                         r"|_last_checkpoint)$")
 
 

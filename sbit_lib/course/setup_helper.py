@@ -59,15 +59,17 @@ class SetupHelper:
         else in the folder is not Delta's leftover: it is left alone, and the error says so.
         """
         location = self.config.table_location(table.name)
-        self.spark.sql(f"DROP TABLE IF EXISTS {self.config.qualified(table.name)}")
-        if remove_tree(location / "_delta_log"):
-            print(f"  {table.name}: removed the Delta log of a create cut short (it held no commit)")
-        others = sorted(entry.name for entry in location.iterdir()) if location.is_dir() else []
+        # Look before removing anything: a folder with other files keeps its log too.
+        others = sorted(entry.name for entry in location.iterdir() if entry.name != "_delta_log") \
+            if location.is_dir() else []
         if others:
             raise RuntimeError(
                 f"{location} holds {', '.join(others[:5])}{' ...' if len(others) > 5 else ''} but no Delta "
                 f"commit, so no version of table {table.name} was ever written there; move those files away "
                 f"(or delete the folder) and run set-up again")
+        self.spark.sql(f"DROP TABLE IF EXISTS {self.config.qualified(table.name)}")
+        if remove_tree(location / "_delta_log"):
+            print(f"  {table.name}: removed the Delta log of a create cut short (it held no commit)")
 
     def setup(self) -> None:
         """Create the database, every table and the gym_summary view; safe to call again."""
@@ -89,7 +91,8 @@ class SetupHelper:
         Creating a table may remove the commit-less log a killed set-up left: no other process
         may be creating that table meanwhile (the lock is refused while one runs), and a killed
         run's Spark JVM may still be writing its first commit (acquiring waits for it to exit).
-        When every table exists no lock is taken: set-up stays a no-op while a stream job runs.
+        When every table exists no lock is taken, so set-up can run while a stream job does (it
+        then only adds a missing table property, if any).
         """
         todo = [t.name for t in ALL_TABLES if not has_commit(self.config.table_location(t.name))]
         if not todo:

@@ -21,11 +21,20 @@ def local_kernel() -> dict:
 
     The kernel and papermill run on one machine; over TCP without encryption ipykernel
     warns at every start ("Kernel is running over TCP without encryption"), once per
-    notebook a run executes. IPC sockets are files readable by this user only.
+    notebook a run executes. The sockets are files named after a connection file of their
+    own (``kernel-sbit-<random>.json-ipc-N`` beside it) in Jupyter's runtime folder, which
+    only this user can open (0700): two runs never share a name, and nothing is left in the
+    working folder. Call it once per execution.
     """
+    import secrets
+
+    from jupyter_core.paths import jupyter_runtime_dir
     from traitlets.config import Config as KernelConfig
 
-    return {"config": KernelConfig({"KernelManager": {"transport": "ipc"}})}
+    runtime = Path(jupyter_runtime_dir())
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    connection = runtime / f"kernel-sbit-{secrets.token_hex(6)}.json"
+    return {"config": KernelConfig({"KernelManager": {"transport": "ipc", "connection_file": str(connection)}})}
 
 
 def run_batch_test(sets: int = 2, mode: str = "default", environment: str = "batch_test",

@@ -608,6 +608,10 @@ class FaultTest:
         trial.killed = run.alive()
         at = trial.delay_s = run.elapsed()
         run.kill()
+        if not trial.killed and run.process.returncode != 0:
+            # It ended before its kill moment: a failure of the run itself, not a pass.
+            trial.problems.append(f"the run ended by itself with exit {run.process.returncode} before its "
+                                  f"kill moment; its output:\n{run.tail()}")
         trial.phase = phase_at(run, at) if trial.killed else "-"
         trial.state = disk_state(config) if trial.killed else ""
         try:
