@@ -9,9 +9,8 @@ import pytest
 
 from sbit_lib.course.bronze import Bronze
 from sbit_lib.course.config import Config
-from sbit_lib.course.gold import Gold
 from sbit_lib.course.producer import Producer
-from sbit_lib.course.run import run
+from sbit_lib.course.run import run, validate_every_layer
 from sbit_lib.course.silver import Silver
 from sbit_lib.testing import dirty_data
 from sbit_lib.testing.dirty_data import START
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.xdist_group("bad_input")
 def dirty(spark, lakehouse_home, tmp_path_factory):
     folder = dirty_data.write(tmp_path_factory.mktemp("dirty_data"))
     return Config.resolve(environment="dirty", home=lakehouse_home, test_data=folder, as_of="2023-03-31")
-
-
-def _validate_every_layer(spark, config, n):
-    Producer(config).validate(n)
-    Bronze(config, spark).validate(n)
-    Silver(config, spark).validate(n)
-    Gold(config, spark).validate(n)
 
 
 def _counts_add_up(spark, config, n):
@@ -57,7 +49,7 @@ def _counts_add_up(spark, config, n):
 def test_set_1_every_bad_record_is_kept_or_counted_and_no_query_fails(spark, dirty):
     Producer(dirty).produce(1)
     run(dirty, spark=spark)
-    _validate_every_layer(spark, dirty, 1)
+    validate_every_layer(dirty, spark, 1)
     _counts_add_up(spark, dirty, 1)
 
     db = dirty.db_name
@@ -86,7 +78,7 @@ def test_set_1_every_bad_record_is_kept_or_counted_and_no_query_fails(spark, dir
 def test_set_2_a_file_with_an_extra_column_is_quarantined_whole_empty_files_are_fine(spark, dirty):
     Producer(dirty).produce(2)
     run(dirty, spark=spark)
-    _validate_every_layer(spark, dirty, 2)
+    validate_every_layer(dirty, spark, 2)
     _counts_add_up(spark, dirty, 2)
     whole = spark.sql(f"SELECT reason FROM {dirty.db_name}.quarantine_bz "
                       "WHERE source_file LIKE '%1-registered_users_2.csv'").collect()
@@ -110,7 +102,7 @@ def test_a_rerun_with_no_new_data_writes_no_reject_twice(spark, dirty):
     before = spark.table(dirty.qualified("rejects_sv")).count()
     run(dirty, spark=spark)
     assert spark.table(dirty.qualified("rejects_sv")).count() == before
-    _validate_every_layer(spark, dirty, 2)
+    validate_every_layer(dirty, spark, 2)
 
 
 def test_the_stream_job_killed_mid_set_keeps_running_on_dirty_sets_and_ends_equal_to_the_reference(
@@ -135,7 +127,7 @@ def test_the_stream_job_killed_mid_set_keeps_running_on_dirty_sets_and_ends_equa
         Producer(config).produce(2)
         test.wait_until_valid(2, time.monotonic() + 600)
         assert test.job.alive(), f"the job stopped; its log:\n{test.job.log_tail()}"
-        _validate_every_layer(spark, config, 2)
+        validate_every_layer(config, spark, 2)
         _counts_add_up(spark, config, 2)
     finally:
         test.stop()

@@ -9,13 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from sbit_lib.course.bronze import Bronze
 from sbit_lib.course.catalog import get_spark
 from sbit_lib.course.config import Config
-from sbit_lib.course.gold import Gold
 from sbit_lib.course.producer import Producer
 from sbit_lib.course.run import run
-from sbit_lib.course.silver import Silver
+from sbit_lib.course.run import validate_every_layer as validate_layers
 from sbit_lib.ops.stream_test import StreamTest
 from tests.conftest import sbit_cli, wait_for
 
@@ -54,10 +52,7 @@ def test_a_run_killed_part_way_and_run_again_gives_the_reference_tables_then_set
 def validate_every_layer(config, spark, n: int) -> None:
     """What `sbit validate n` checks, in this process: landing zone, bronze, silver, gold."""
     get_spark(config)                       # point this session's catalog at config's tables
-    Producer(config).validate(n)
-    Bronze(config, spark).validate(n)
-    Silver(config, spark).validate(n)
-    Gold(config, spark).validate(n)
+    validate_layers(config, spark, n)
 
 
 # ------------------------------------------------------------------ the stream job, killed twice

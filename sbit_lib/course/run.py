@@ -26,6 +26,17 @@ def ensure_setup(config: Config, spark=None) -> bool:
     return new
 
 
+def validate_every_layer(config: Config, spark, n: int) -> None:
+    """What ``sbit validate n`` checks: the landing zone, bronze, silver and gold after set n
+    against the expected results (raises ValidationError naming the first difference)."""
+    from sbit_lib.course.producer import Producer
+
+    Producer(config).validate(n)
+    Bronze(config, spark).validate(n)
+    Silver(config, spark).validate(n)
+    Gold(config, spark).validate(n)
+
+
 def run(config: Config | None = None, once: bool = True, processing_time: str = "5 seconds",
         spark=None) -> list:
     """Run the pipeline: batch (``once``, returns when done) or stream (returns the running queries).

@@ -107,16 +107,9 @@ def cmd_stop(args, config):
 
 
 def cmd_validate(args, config):
-    from sbit_lib.course.bronze import Bronze
-    from sbit_lib.course.gold import Gold
-    from sbit_lib.course.producer import Producer
-    from sbit_lib.course.silver import Silver
+    from sbit_lib.course.run import validate_every_layer
 
-    spark = _spark(config)
-    Producer(config).validate(args.set)
-    Bronze(config, spark).validate(args.set)
-    Silver(config, spark).validate(args.set)
-    Gold(config, spark).validate(args.set)
+    validate_every_layer(config, _spark(config), args.set)
 
 
 def cmd_counts(args, config):

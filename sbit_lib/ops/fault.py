@@ -161,16 +161,14 @@ class RunProcess:
 
     def kill(self) -> None:
         """SIGKILL to the run's process group: the Python process and its Spark JVM at once."""
-        from sbit_lib.spark.runlock import JobLock, _alive, job_dir
+        from sbit_lib.spark.runlock import JobLock, job_dir, wait_for_jvm
 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
         self._reader.join(timeout=10)
-        record = JobLock._record(job_dir(self.config) / "lock")   # the JVM, if it had its own group
-        deadline = time.monotonic() + 60
-        while _alive(record.get("jvm_pid"), record.get("jvm_start")) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # The JVM, if it had its own group: the disk is inspected only once it has stopped writing.
+        wait_for_jvm(JobLock._record(job_dir(self.config) / "lock"), timeout_s=60, poll_s=0.05)
 
     def text(self) -> str:
         return "\n".join(line for _, line in self.lines)
@@ -380,21 +378,15 @@ def differences(expected: dict, actual: dict, show: int = 5) -> list[str]:
 
 def validate(spark, config: Config, n: int = SETS[-1]) -> str | None:
     """Validate every layer against the expected results; None when valid, else the error."""
-    from sbit_lib.course.bronze import Bronze
     from sbit_lib.course.catalog import register_tables
-    from sbit_lib.course.gold import Gold
-    from sbit_lib.course.producer import Producer
-    from sbit_lib.course.silver import Silver
+    from sbit_lib.course.run import validate_every_layer
     from sbit_lib.testing.validation import ValidationError
 
     register_tables(spark, config)
     output = io.StringIO()
     try:
         with contextlib.redirect_stdout(output):
-            Producer(config).validate(n)
-            Bronze(config, spark).validate(n)
-            Silver(config, spark).validate(n)
-            Gold(config, spark).validate(n)
+            validate_every_layer(config, spark, n)
     except (ValidationError, AssertionError) as err:
         return f"{err}\n{output.getvalue()[-2000:]}"
     return None

@@ -164,15 +164,12 @@ class JobLock:
         """
         if previous.get("released") or _alive(previous.get("pid"), previous.get("pid_start")):
             return
-        jvm, start = previous.get("jvm_pid"), previous.get("jvm_start")
-        deadline = time.monotonic() + timeout_s
-        while _alive(jvm, start):
-            if time.monotonic() > deadline:
-                raise JobLockedError(
-                    f"the Spark JVM (pid {jvm}) of an earlier run on environment "
-                    f"{self.config.environment!r} is still running {timeout_s:.0f} s after its "
-                    f"Python process ended; stop it (kill {jvm}) and start again")
-            time.sleep(0.2)
+        if not wait_for_jvm(previous, timeout_s):
+            jvm = previous.get("jvm_pid")
+            raise JobLockedError(
+                f"the Spark JVM (pid {jvm}) of an earlier run on environment "
+                f"{self.config.environment!r} is still running {timeout_s:.0f} s after its "
+                f"Python process ended; stop it (kill {jvm}) and start again")
 
     def _write(self, record: dict) -> None:
         os.ftruncate(self._fd, 0)
@@ -212,6 +209,18 @@ class JobLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def wait_for_jvm(record: dict, timeout_s: float, poll_s: float = 0.2) -> bool:
+    """Wait until the Spark JVM a lock record names (``jvm_pid``/``jvm_start``) has exited;
+    True if it has (or none was recorded), False after `timeout_s`."""
+    jvm, start = record.get("jvm_pid"), record.get("jvm_start")
+    deadline = time.monotonic() + timeout_s
+    while _alive(jvm, start):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 def ensure_not_running(config, action: str) -> None:
