@@ -21,10 +21,10 @@ def local_kernel() -> dict:
 
     The kernel and papermill run on one machine; over TCP without encryption ipykernel
     warns at every start ("Kernel is running over TCP without encryption"), once per
-    notebook a run executes. The sockets are files named after a connection file of their
-    own (``kernel-sbit-<random>.json-ipc-N`` beside it) in Jupyter's runtime folder, which
-    only this user can open (0700): two runs never share a name, and nothing is left in the
-    working folder. Call it once per execution.
+    notebook a run executes. The sockets are files ``kernel-sbit-<random>-ipc-N`` beside
+    their own connection file ``kernel-sbit-<random>.json`` in Jupyter's runtime folder,
+    which only this user can open (0700): two runs never share a name, and nothing is left
+    in the working folder. Call it once per execution.
     """
     import secrets
 
