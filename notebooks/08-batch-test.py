@@ -43,6 +43,8 @@ keep_tables = False     # True: leave the tables for inspection
 spark_master = ""        # empty: SBIT_SPARK_MASTER, else local mode (passed on to 07-run)
 
 # %%
+import textwrap
+import time
 
 import papermill
 
@@ -58,7 +60,8 @@ from sbit_lib.course.setup_helper import SetupHelper
 from sbit_lib.course.silver import Silver
 # local_kernel(): papermill talks to each new kernel through local socket files instead of the
 # network, so no "Kernel is running over TCP without encryption" warning per run of 07-run.
-from sbit_lib.ops.batch_test import local_kernel
+# printed_output(): what an executed notebook printed (07-run's progress per layer).
+from sbit_lib.ops.batch_test import local_kernel, printed_output
 
 # Ages are computed as of the date the expected results were computed for.
 as_of = Expectations.load(Config.resolve(test_data=test_data).test_data).as_of.isoformat()
@@ -79,13 +82,16 @@ HistoryLoader(config, spark).validate()
 for n in range(1, sets + 1):
     Producer(config).produce(n)
     Producer(config).validate(n)
+    run_notebook = build / f"07-run-{config.environment}-set{n}.ipynb"
+    started = time.monotonic()
     papermill.execute_notebook(
-        str(PROJECT_ROOT / "notebooks" / "07-run.ipynb"),
-        str(build / f"07-run-{config.environment}-set{n}.ipynb"),
+        str(PROJECT_ROOT / "notebooks" / "07-run.ipynb"), str(run_notebook),
         parameters=dict(environment=config.environment, run_type="once", mode=config.mode,
                         home=str(config.home), test_data=str(config.test_data), as_of=as_of,
                         spark_master=config.spark_master),
         cwd=str(PROJECT_ROOT / "notebooks"), progress_bar=False, **local_kernel())
+    print(f"07-run of set {n}: {time.monotonic() - started:.0f} s in a new kernel ({run_notebook.name})")
+    print(textwrap.indent(printed_output(run_notebook).strip(), "  "))
     Bronze(config, spark).validate(n)
     Silver(config, spark).validate(n)
     Gold(config, spark).validate(n)

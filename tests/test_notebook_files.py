@@ -151,23 +151,33 @@ def test_each_step_shows_its_spark_code_in_code_cells(name):
 
 def test_a_notebook_run_by_papermill_prints_no_kernel_warning(tmp_path):
     """`make run` executes a notebook per set: over TCP each kernel started printed ipykernel's
-    "Kernel is running over TCP without encryption" (the run's only noise). local_kernel()
-    talks to the kernel over IPC sockets; the same notebook without it shows the warning."""
+    "Kernel is running over TCP without encryption", and each kernel's JVM Spark 4's
+    "WARNING: Using incubator modules". local_kernel() talks to the kernel over IPC sockets,
+    and with a log file sends the kernel's stderr (a child process's, like the JVM's, included)
+    there; the same notebook without it shows both on the runner's stderr."""
+    (tmp_path / "jvm.py").write_text("import sys\nsys.stderr.write('WARNING: from the JVM\\n')\n")
     script = tmp_path / "run.py"
     script.write_text(
         "import sys, nbformat, papermill\n"
+        "from pathlib import Path\n"
         "from sbit_lib.ops.batch_test import local_kernel\n"
-        "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('print(6 * 7)')])\n"
+        "cells = ['import subprocess, sys; subprocess.run([sys.executable, \"jvm.py\"])', 'print(6 * 7)']\n"
+        "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])\n"
         "nb.metadata.kernelspec = {'name': 'sbit-lakehouse', 'display_name': 'sbit', 'language': 'python'}\n"
         "nbformat.write(nb, 'in.ipynb')\n"
-        "options = local_kernel() if sys.argv[1] == 'ipc' else {}\n"
-        "papermill.execute_notebook('in.ipynb', 'out.ipynb', progress_bar=False, **options)\n"
-        "print(nbformat.read('out.ipynb', 4).cells[0].outputs[0]['text'].strip())\n")
+        "how = sys.argv[1]\n"
+        "options = {} if how == 'tcp' else local_kernel(Path('logs/k.log') if how == 'log' else None)\n"
+        "papermill.execute_notebook('in.ipynb', f'out-{how}.ipynb', progress_bar=False, **options)\n"
+        "print(nbformat.read(f'out-{how}.ipynb', 4).cells[1].outputs[0]['text'].strip())\n")
     runs = {how: subprocess.run([sys.executable, str(script), how], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=120) for how in ("ipc", "tcp")}
+                                text=True, timeout=120) for how in ("ipc", "tcp", "log")}
     for how, done in runs.items():
         assert done.returncode == 0 and done.stdout.strip().endswith("42"), (how, done.stderr[-2000:])
     assert "without encryption" not in runs["ipc"].stderr, runs["ipc"].stderr
     assert "without encryption" in runs["tcp"].stderr         # the warning this avoids
+    assert "WARNING: from the JVM" in runs["ipc"].stderr      # a kernel's child writes to the runner's stderr
+    assert "WARNING: from the JVM" not in runs["log"].stderr, runs["log"].stderr
+    assert "WARNING: from the JVM" in (tmp_path / "logs" / "k.log").read_text()
     # The socket files live beside their connection file in Jupyter's runtime folder, not here.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ipynb", "out.ipynb", "run.py"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ipynb", "jvm.py", "logs", "out-ipc.ipynb",
+                                                          "out-log.ipynb", "out-tcp.ipynb", "run.py"]

@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
 
     from sbit_lib.course.config import PROJECT_ROOT
-    from sbit_lib.ops.batch_test import BUILD, local_kernel, report
+    from sbit_lib.ops.batch_test import BUILD, kernel_log, local_kernel, report
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--sets", type=int, default=2)
@@ -324,15 +324,16 @@ def main(argv: list[str] | None = None) -> int:
     notebook = PROJECT_ROOT / "notebooks" / "09-stream-test.ipynb"
     output = BUILD / f"09-stream-test-{args.mode}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
+    log = kernel_log(f"09-stream-test-{args.mode}")
 
     def execute():
         papermill.execute_notebook(str(notebook), str(output), progress_bar=False,
-                                   cwd=str(notebook.parent), **local_kernel(),
+                                   cwd=str(notebook.parent), **local_kernel(log),
                                    parameters=dict(environment=args.env, sets=args.sets, mode=args.mode,
                                                    processing_time=args.processing_time))
 
     return report(execute, output, "stream test",
-                  f"Stream test passed for sets 1..{args.sets} in {args.mode} mode; executed notebook {output}")
+                  f"Stream test passed for sets 1..{args.sets} in {args.mode} mode; executed notebook {output}", log)
 
 
 if __name__ == "__main__":
