@@ -153,13 +153,14 @@ def test_a_notebook_run_by_papermill_prints_no_kernel_warning(tmp_path):
     """`make run` executes a notebook per set: over TCP each kernel started printed ipykernel's
     "Kernel is running over TCP without encryption", and each kernel's JVM Spark 4's
     "WARNING: Using incubator modules". local_kernel() talks to the kernel over IPC sockets,
-    and with a log file sends the kernel's stderr (a child process's, like the JVM's, included)
-    there; the same notebook without it shows both on the runner's stderr."""
+    keeps what the kernel's file descriptors receive out of the executed notebook, and with a
+    log file sends the kernel's stderr (a child process's, like the JVM's, included) there."""
     (tmp_path / "jvm.py").write_text("import sys\nsys.stderr.write('WARNING: from the JVM\\n')\n")
     script = tmp_path / "run.py"
     script.write_text(
-        "import sys, nbformat, papermill\n"
+        "import os, sys, nbformat, papermill\n"
         "from pathlib import Path\n"
+        "os.environ.pop('PYTEST_CURRENT_TEST', None)      # ipykernel captures no fd output under pytest\n"
         "from sbit_lib.ops.batch_test import local_kernel\n"
         "cells = ['import subprocess, sys; subprocess.run([sys.executable, \"jvm.py\"])', 'print(6 * 7)']\n"
         "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])\n"
@@ -178,6 +179,9 @@ def test_a_notebook_run_by_papermill_prints_no_kernel_warning(tmp_path):
     assert "WARNING: from the JVM" in runs["ipc"].stderr      # a kernel's child writes to the runner's stderr
     assert "WARNING: from the JVM" not in runs["log"].stderr, runs["log"].stderr
     assert "WARNING: from the JVM" in (tmp_path / "logs" / "k.log").read_text()
+    for how in ("ipc", "log"):        # and not copied into the executed notebook (capture_fd_output off)
+        outputs = nbformat.read(str(tmp_path / f"out-{how}.ipynb"), 4).cells[0].outputs
+        assert not any("from the JVM" in out.get("text", "") for out in outputs), (how, outputs)
     # The socket files live beside their connection file in Jupyter's runtime folder, not here.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ipynb", "jvm.py", "logs", "out-ipc.ipynb",
                                                           "out-log.ipynb", "out-tcp.ipynb", "run.py"]

@@ -34,7 +34,8 @@ def local_kernel(stderr_log: Path | None = None) -> dict:
     the JVM's lines go to the kernel's stderr, which the kernels a notebook starts itself
     (08-batch-test's 07-run per set) inherit. ``make run`` and ``make stream-test`` send it
     to ``build/logs/`` and name the file when a run fails: the terminal shows the results,
-    not one JVM warning per kernel.
+    not one JVM warning per kernel. (08-batch-test opened in JupyterLab runs in a kernel that
+    does capture: its 07-run kernels' JVM lines show in its cell output, as before.)
     """
     import secrets
 
@@ -59,7 +60,7 @@ def _kernel_manager_logging_to(log: Path) -> type:
     class StderrToFile(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             with open(log, "ab") as stderr:      # the kernel keeps its own descriptor
-                await super()._async_launch_kernel(kernel_cmd, stderr=stderr, **kw)
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
 
     return StderrToFile
 
@@ -103,9 +104,12 @@ def report(execute, output: Path, what: str, passed: str, stderr_log: Path | Non
     """Run `execute()` (a papermill execution writing `output`), print what the notebook printed,
     and end with one line: `passed`, or ``error: <what> failed: ...``; return the exit code.
     `stderr_log`, where the kernels wrote their stderr, is named when the run fails."""
+    import traceback
+
     from papermill.exceptions import PapermillExecutionError
 
     logs = f"; the kernels' stderr (Spark, the JVM): {stderr_log}" if stderr_log else ""
+    output.unlink(missing_ok=True)        # what is printed below is this run's, never an older one's
     try:
         execute()
     except PapermillExecutionError as err:
@@ -116,6 +120,7 @@ def report(execute, output: Path, what: str, passed: str, stderr_log: Path | Non
     except Exception as err:          # a kernel that died or did not start: no cell error to show
         if output.exists():
             print(printed_output(output))
+        traceback.print_exc()
         print(f"error: {what} failed: {type(err).__name__}: {err} (executed notebook: {output}{logs})",
               file=sys.stderr)
         return 1
