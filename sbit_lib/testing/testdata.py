@@ -18,8 +18,12 @@ def prepare(folder: Path, sets=bpm_generator.SETS) -> None:
     from sbit_lib.testing import reference
 
     folder = Path(folder)
-    print(f"Generating heart-rate sets {sets[0]}..{sets[-1]} in {folder} ...")
+    print(f"Heart-rate sets {sets[0]}..{sets[-1]} in {folder}: generating those missing or not matching "
+          f"their checksum ...")
+    before = {n: _stamp(folder / bpm_generator.bpm_file_name(n)) for n in sets}
     bpm_generator.generate(folder, sets)
+    made = [n for n in sets if _stamp(folder / bpm_generator.bpm_file_name(n)) != before[n]]
+    print(f"  generated sets {', '.join(map(str, made))}" if made else "  all present and matching, none generated")
     known = bpm_generator.read_checksums(folder)
     for n in sets:
         name = bpm_generator.bpm_file_name(n)
@@ -32,6 +36,11 @@ def prepare(folder: Path, sets=bpm_generator.SETS) -> None:
     print("Computing the expected results (reference computation) ...")
     reference.write_expectations(folder)
     print("Test data ready")
+
+
+def _stamp(path: Path):
+    """(inode, modification time) of `path`, None if absent: changes when the file is rewritten."""
+    return (path.stat().st_ino, path.stat().st_mtime_ns) if path.exists() else None
 
 
 def main(argv: list[str] | None = None) -> int:
