@@ -40,7 +40,11 @@ def prepare(folder: Path, sets=bpm_generator.SETS) -> None:
 
 def _stamp(path: Path):
     """(inode, modification time) of `path`, None if absent: changes when the file is rewritten."""
-    return (path.stat().st_ino, path.stat().st_mtime_ns) if path.exists() else None
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def main(argv: list[str] | None = None) -> int:
