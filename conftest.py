@@ -19,8 +19,8 @@ INDEPENDENT_MODULES = ("test_restart.py",)
 # this order: --no-loadscope-reorder; xdist would otherwise put big groups first and these
 # one-test items last). The narrative notebooks are one group, run in order, about 9 minutes.
 SLOW_FIRST = (
-    NARRATIVE_GROUP, "tests/test_bad_input.py", "tests/test_fault.py", "notebooks/08-", "tests/test_restart.py",
-    "notebooks/09-",
+    NARRATIVE_GROUP, "tests/test_bad_input.py", "tests/test_declarative.py", "tests/test_fault.py", "notebooks/08-",
+    "notebooks/11-", "tests/test_restart.py", "notebooks/09-",
     "tests/test_silver_gold_rules.py", "tests/test_stream_job.py", "notebooks/00-", "tests/test_storage.py",
 )
 

@@ -29,6 +29,7 @@ PROJECT_QUESTIONS = [
     ("2 summary rows in course mode", r"only 2 rows.*course mode"),
     ("idempotent foreachBatch writes", r"foreachBatch writes idempotent"),
     ("an embedded metastore and two processes", r"embedded metastore.*two processes"),
+    ("the pipeline as a declarative pipeline", r"Delta Live Tables.*declarative pipelines.*give up"),
 ]
 SAY = "**Say:**"
 SAY_CHARS = (80, 600)          # one or two spoken sentences

@@ -18,7 +18,8 @@ ALLOWED = {
     "testing": set(),
     "course": {"spark", "testing"},
     "teaching": {"course", "spark", "testing"},
-    "ops": {"course", "spark", "testing", "teaching"},
+    "declarative": {"course", "spark", "testing"},
+    "ops": {"course", "spark", "testing", "teaching", "declarative"},
 }
 
 

@@ -103,7 +103,13 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
             f"USING DELTA LOCATION {sql_str(location)}"
         )
         registered.append(table.name)
-    if {"gym_logs", "completed_workouts", "users"} <= set(registered):
+    if has_commit(config.table_location(GYM_SUMMARY)):
+        # The declarative pipeline (sbit_lib/declarative) makes gym_summary a materialized view:
+        # a Delta table, registered like the others, in place of this pipeline's view.
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {config.qualified(GYM_SUMMARY)} "
+                  f"USING DELTA LOCATION {sql_str(config.table_location(GYM_SUMMARY))}")
+        registered.append(GYM_SUMMARY)
+    elif {"gym_logs", "completed_workouts", "users"} <= set(registered):
         create_view(spark, config)
     return registered
 

@@ -62,7 +62,7 @@ def run(config: Config | None = None, once: bool = True, processing_time: str = 
     return queries
 
 
-def remove_incomplete_checkpoint_writes(config: Config) -> list:
+def remove_incomplete_checkpoint_writes(config: Config, queries: str = "*") -> list:
     """Delete the temporary files a crashed run left in its checkpoints' offset and commit logs.
 
     Spark writes ``offsets/N`` and ``commits/N`` as a hidden ``.N.<uuid>.tmp`` (and its
@@ -70,12 +70,14 @@ def remove_incomplete_checkpoint_writes(config: Config) -> list:
     and Spark 4.2 then refuses to start a query whose offset log holds anything on batch 0
     (STATE_STORE_CHECKPOINT_LOCATION_NOT_EMPTY). The rename never happened, so the batch
     was never logged: removing the leftover is safe while this run holds the lock.
+    `queries` globs the queries' checkpoint folders below the checkpoint zone (the
+    declarative pipeline's are deeper: ``declarative/_checkpoints/<catalog>/<db>/<table>/<flow>/<n>``).
     """
     removed = []
     if not config.checkpoint_zone.exists():
         return removed
     for log in ("offsets", "commits", "sources/*"):
-        for folder in config.checkpoint_zone.glob(f"*/{log}"):
+        for folder in config.checkpoint_zone.glob(f"{queries}/{log}"):
             for path in folder.iterdir():
                 if path.is_file() and path.name.startswith(".") and path.name.endswith((".tmp", ".tmp.crc")):
                     path.unlink()

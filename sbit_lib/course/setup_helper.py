@@ -162,7 +162,9 @@ class SetupHelper:
         config, removed, kept = self.config, [], []
         outside = [(zone, parts) for zone, parts in (
             (config.data_zone, [config.landing_zone, config.tables_zone]),
-            (config.checkpoint_zone, [config.checkpoint_dir(t.name) for t in ALL_TABLES]))
+            # ... and the declarative pipeline's checkpoints (`sbit declarative run`, notebook 11)
+            (config.checkpoint_zone, [config.checkpoint_dir(t.name) for t in ALL_TABLES]
+             + [config.checkpoint_zone / "declarative"]))
             if not zone.is_relative_to(config.env_root)]
         for zone, parts in outside:
             removed += [str(part) for part in parts if remove_tree(part)]

@@ -6,6 +6,7 @@ and prints one clear line and exits non-zero on an error.
     sbit setup | clean | produce N | run [--stream] | validate N | sql "SELECT ..." | counts
     sbit start | status | stop          (the stream job in the background)
     sbit jars | prepare-data | cds | demo
+    sbit declarative run [--full-refresh] | dry-run   (the same pipeline as a Spark Declarative Pipeline)
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def cmd_produce(args, config):
 
 
 def cmd_run(args, config):
+    from sbit_lib.declarative.runner import uses_declarative
+
+    if uses_declarative(config):
+        raise ConfigError(f"environment {config.environment!r} holds the declarative pipeline's tables "
+                          f"(`sbit declarative run`): run the hand-built pipeline in another environment")
     if args.stream:
         from sbit_lib.ops.job import run_job
 
@@ -71,6 +77,24 @@ def cmd_run(args, config):
 
         ensure_not_running(config, "run the pipeline")
         run(config, once=True, spark=_spark(config))
+
+
+def cmd_declarative(args, config):
+    from sbit_lib.declarative.runner import run as run_declarative
+    from sbit_lib.ops.job import ensure_not_running
+
+    if args.action == "dry-run" and args.full_refresh:
+        raise ConfigError("--full-refresh belongs to `sbit declarative run`; a dry run writes nothing")
+    if args.action == "run":
+        ensure_not_running(config, "run the declarative pipeline")
+    result = run_declarative(config, full_refresh=args.full_refresh, dry_run=args.action == "dry-run")
+    if args.action == "dry-run":
+        print("The graph (dataset, kind, what it reads):")
+        print(result.graph.listing())
+        print("As Mermaid (paste into a Markdown cell or mermaid.live):")
+        print(result.graph.mermaid())
+    print(f"Declarative pipeline {'dry run' if result.dry_run else 'run'} done in {result.seconds:.1f} s "
+          f"(Spark Connect session {result.start_up_s:.1f} s); {len(result.completed_flows)} flows completed")
 
 
 def cmd_start(args, config):
@@ -305,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("prepare-data", cmd_prepare_data, "generate heart-rate sets and expected results")
     p = add("cds", cmd_cds, "make the driver JVM's class-data archive once: faster Spark start-up (done by make setup)")
     p.add_argument("--force", action="store_true", help="make it again even if it exists")
+    p = add("declarative", cmd_declarative, "the pipeline declared with pyspark.pipelines (notebook 11): "
+            "run it, or dry-run it to check and print its graph; in an environment of its own")
+    p.add_argument("action", choices=("run", "dry-run"))
+    p.add_argument("--full-refresh", action="store_true",
+                   help="empty every table and checkpoint of the pipeline and rebuild from the landed files")
     add("demo", cmd_demo, "the main job: fresh environment 'demo', set 1 through every layer, validated")
     return parser
 

@@ -11,6 +11,7 @@ def consume_gym_logins(self, once: bool = True, processing_time: str = "5 second
 
 from __future__ import annotations
 
+import ast
 import inspect
 import textwrap
 from pathlib import Path
@@ -54,3 +55,31 @@ def show_sql(sql: str, title: str = "") -> None:
     text = textwrap.dedent(sql).strip()
     heading = f"{title}\n\n" if title else ""
     _display(f"{heading}```sql\n{text}\n```", f"-- {title}\n{text}" if title else text)
+
+
+def _relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return path.name
+
+
+def show_file(path, language: str = "python") -> None:
+    """Render a whole file of the project (e.g. a pipeline's definitions) with its path."""
+    path = Path(path)
+    text = path.read_text().rstrip()
+    _display(f"`{_relative(path)}`\n\n```{language}\n{text}\n```", f"# {_relative(path)}\n{text}")
+
+
+def code_lines(path) -> int:
+    """Lines of code in a Python file: not blank, not a comment, not part of a docstring."""
+    path = Path(path)
+    text = path.read_text()
+    docstrings: set[int] = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                docstrings.update(range(first.lineno, first.end_lineno + 1))
+    return sum(1 for number, line in enumerate(text.splitlines(), start=1)
+               if line.strip() and not line.strip().startswith("#") and number not in docstrings)

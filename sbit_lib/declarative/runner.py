@@ -1,0 +1,295 @@
+"""Run the declared pipeline (``transformations/*.py``) in one environment: ``sbit declarative run``.
+
+What the ``spark-pipelines`` CLI does, from Python, with this project's Spark settings:
+
+1. a Spark Connect session (``spark.api.mode=connect``: a local Connect server in this
+   process's JVM, with the Delta jars of ``sbit_lib.spark``); Spark Declarative Pipelines run
+   only over Connect, so this process cannot also hold a classic session (the notebooks'
+   and tests' one): run it as its own process (``sbit declarative run``);
+2. the environment's database, whose tables live where the hand-built pipeline keeps its
+   own (``<data zone>/delta/<table>``), and the tables earlier runs made, registered again:
+   the catalog is in memory and starts empty in each process;
+3. a dataflow graph: every ``@dp.table``, ``@dp.materialized_view``, temporary view and
+   flow of the definition files, registered with the Connect server;
+4. a run (or a dry run, which only resolves the graph), whose events are printed as they come.
+
+The environment must be one of its own: the tables have the hand-built pipeline's names,
+and a pipeline owns its tables (it would truncate and recompute them). Course mode is
+refused: its watermarked gold aggregation has no declarative equivalent here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sbit_lib import ConfigError
+from sbit_lib.course.bronze import SOURCES as BRONZE_SOURCES
+from sbit_lib.course.catalog import has_commit, sql_str
+from sbit_lib.course.config import Config
+from sbit_lib.course.run import remove_incomplete_checkpoint_writes
+from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY
+from sbit_lib.spark.runlock import JobLock
+from sbit_lib.spark.storage import HadoopPath
+
+SPEC = Path(__file__).resolve().parent / "spark-pipeline.yml"
+# The hand-built pipeline's checkpoints: <checkpoint zone>/<table>. This pipeline's: <checkpoint zone>/declarative.
+HAND_BUILT_CHECKPOINTS = ("registered_users_bz", "gym_logins_bz", "kafka_multiplex_bz", "users", "gym_logs",
+                          "user_profile", "workouts", "heart_rate", "user_bins", "completed_workouts",
+                          "workout_bpm", "workout_bpm_summary")
+STORAGE = "declarative"
+# Every table the pipeline makes: the hand-built pipeline's tables, and gym_summary (a view there).
+DATASETS = tuple(t.name for t in ALL_TABLES) + (GYM_SUMMARY,)
+# Run events worth a line: a flow's end (or failure) and the run's state; not every STARTING/RUNNING.
+_SHOWN = re.compile(r"(has COMPLETED|has FAILED|FAILED|Run is|is SKIPPED|STOPPED|IDLE)")
+
+
+@dataclass
+class RunResult:
+    """What one run did: its events (seconds since the run started, message) and its times."""
+
+    dry_run: bool
+    full_refresh: bool
+    seconds: float = 0.0                   # the whole command: session, graph, run
+    start_up_s: float = 0.0                # the Connect session (a new JVM)
+    events: list[tuple[float, str]] = field(default_factory=list)
+    graph: "GraphRecorder | None" = None
+
+    @property
+    def completed_flows(self) -> list[str]:
+        return [m.split()[1] for _, m in self.events if m.startswith("Flow ") and "has COMPLETED" in m]
+
+
+def check_environment(config: Config) -> None:
+    """Refuse course mode and an environment the hand-built pipeline uses, saying why and what to do."""
+    if config.mode != "default":
+        raise ConfigError(
+            f"mode {config.mode!r} (--mode / SBIT_MODE): the declarative pipeline implements default mode only; "
+            "course mode's gold is a watermarked streaming aggregation whose rows depend on micro-batch "
+            "boundaries, which materialized views do not have")
+    used = [name for name in HAND_BUILT_CHECKPOINTS if config.checkpoint_dir(name).exists()]
+    if used:
+        raise ConfigError(
+            f"environment {config.environment!r} holds the hand-built pipeline (checkpoint "
+            f"{config.checkpoint_dir(used[0])}): the declarative pipeline makes tables of the same names and "
+            f"needs an environment of its own, e.g. --env {config.environment[:27]}_dp")
+
+
+def uses_declarative(config: Config) -> bool:
+    """True when the declarative pipeline has run in `config`'s environment (the hand-built one must not)."""
+    return config.checkpoint_zone.joinpath(STORAGE).exists()
+
+
+def _uri(zone) -> str:
+    return str(zone) if isinstance(zone, HadoopPath) else Path(zone).resolve().as_uri()
+
+
+def settings(config: Config) -> dict[str, str]:
+    """The values the definition files read with ``spark.conf.get``."""
+    return {
+        "sbit.landing_zone": str(config.landing_zone),
+        "sbit.test_data": str(config.test_data),
+        "sbit.as_of": config.as_of_date.isoformat(),
+        "sbit.database": config.db_name,
+    }
+
+
+def pipeline_spec(config: Config):
+    """``spark-pipeline.yml`` with this environment's storage, database and settings filled in."""
+    import yaml
+    from pyspark.pipelines.cli import unpack_pipeline_spec
+
+    data = yaml.safe_load(SPEC.read_text())
+    data.update(storage=_uri(config.checkpoint_zone / STORAGE), database=config.db_name,
+                configuration={**data.get("configuration", {}), **settings(config)})
+    return unpack_pipeline_spec(data)
+
+
+def connect_session(config: Config, spec):
+    """A Spark Connect session with this project's settings (Delta, Java, UI, memory) and the spec's."""
+    from sbit_lib.spark.java import ensure_java_home
+    from sbit_lib.spark.session import _builder
+
+    ensure_java_home()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    partitions = os.environ.get("SBIT_SHUFFLE_PARTITIONS") or str(os.cpu_count() or 2)
+    builder = (_builder(f"sbit-declarative-{config.environment}", config.spark_master, config.spark_ui,
+                        str(config.home / "spark-warehouse"))
+               .config("spark.api.mode", "connect")
+               # Tables without a format are Delta. Naming it (format="delta") fails every run after the
+               # first in Spark 4.2 + Delta 4.4: DELTA_CANNOT_CHANGE_PROVIDER (docs/declarative.md).
+               .config("spark.sql.sources.default", "delta")
+               .config("spark.sql.shuffle.partitions", partitions)
+               .config("spark.sql.connect.serverStacktrace.enabled", "false"))
+    with warnings.catch_warnings():
+        # The Connect client sets every builder option again on the running server and warns for
+        # each one that can only be set at start (spark.jars, ...): they were, by the same builder.
+        warnings.filterwarnings("ignore", message="Failed to set", category=UserWarning)
+        spark = builder.getOrCreate()
+    for key, value in spec.configuration.items():      # the sbit.* settings the definitions read
+        spark.conf.set(key, value)
+    return spark
+
+
+def register_existing(spark, config: Config) -> list[str]:
+    """Create the database at the tables' folder and register the tables earlier runs made.
+
+    Works in either kind of session: the run's Connect one, or a classic one that reads the
+    tables (a notebook, a test). There ``gym_summary`` is a table, not the hand-built view.
+    """
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {config.db_name} LOCATION {sql_str(config.tables_zone)}")
+    for table in spark.catalog.listTables(config.db_name):
+        if table.name == GYM_SUMMARY and table.tableType == "VIEW":
+            spark.sql(f"DROP VIEW {config.qualified(GYM_SUMMARY)}")
+    found = []
+    for name in DATASETS:
+        location = config.table_location(name)
+        if has_commit(location):
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {config.qualified(name)} USING delta LOCATION {sql_str(location)}")
+            found.append(name)
+    return found
+
+
+class GraphRecorder:
+    """A graph-element registry that passes every definition on to Spark Connect and keeps a copy,
+    so the graph can be drawn (Mermaid) and listed without asking the server."""
+
+    def __init__(self, spark, graph_id: str):
+        from pyspark.pipelines.spark_connect_graph_element_registry import SparkConnectGraphElementRegistry
+
+        class _Recording(SparkConnectGraphElementRegistry):
+            def register_output(inner, output) -> None:
+                self.outputs[output.name] = type(output).__name__
+                super().register_output(output)
+
+            def register_flow(inner, flow) -> None:
+                super().register_flow(flow)
+                self.edges += [(source, flow.name, flow.target) for source in sorted(self._sources(flow))]
+
+        self.spark, self.graph_id = spark, graph_id
+        self.outputs: dict[str, str] = {}
+        self.edges: list[tuple[str, str, str]] = []
+        self.registry = _Recording(spark, graph_id)
+
+    def _sources(self, flow) -> set[str]:
+        """The tables, views and landing folders a flow reads, from its Connect plan."""
+        from pyspark.pipelines.add_pipeline_analysis_context import add_pipeline_analysis_context
+
+        with add_pipeline_analysis_context(spark=self.spark, dataflow_graph_id=self.graph_id, flow_name=flow.name):
+            plan = flow.func()._plan.plan(self.spark.client)
+        found: set[str] = set()
+        _walk(plan, found)
+        return found or {"(unknown)"}
+
+    def mermaid(self) -> str:
+        """The graph as a Mermaid flowchart: datasets as nodes (their kind), flows as edges."""
+        def node(name: str) -> str:
+            return re.sub(r"\W", "_", name)
+
+        lines = ["flowchart LR"]
+        for name, kind in self.outputs.items():
+            lines.append(f'  {node(name)}["{name}<br/><i>{_KIND.get(kind, kind)}</i>"]')
+        for source in sorted({s for s, _, _ in self.edges if s not in self.outputs}):
+            lines.append(f'  {node(source)}[("{source}")]')
+        for source, flow, target in self.edges:
+            label = "" if flow == target else f"|{flow}|"
+            lines.append(f"  {node(source)} -->{label} {node(target)}")
+        return "\n".join(lines)
+
+    def listing(self) -> str:
+        """The graph as text: each dataset, its kind, and what it reads."""
+        reads: dict[str, set[str]] = {}
+        for source, _, target in self.edges:
+            reads.setdefault(target, set()).add(source)
+        width = max(len(n) for n in self.outputs)
+        return "\n".join(f"  {name:<{width}}  {_KIND.get(kind, kind):<17}  <- {', '.join(sorted(reads.get(name, ())))}"
+                         for name, kind in self.outputs.items())
+
+
+_KIND = {"StreamingTable": "streaming table", "MaterializedView": "materialized view",
+         "TemporaryView": "temporary view", "Sink": "sink"}
+
+
+def _walk(message, found: set[str]) -> None:
+    """Collect the names a Connect plan reads: tables/views, SQL text's tables, file folders."""
+    for descriptor, value in message.ListFields():
+        if descriptor.name == "named_table" and hasattr(value, "unparsed_identifier"):
+            found.add(value.unparsed_identifier.split(".")[-1])
+        elif descriptor.name == "data_source" and hasattr(value, "paths"):
+            found.update("files: " + p.rstrip("/").split("/")[-1] for p in value.paths)
+        elif descriptor.name == "sql" and hasattr(value, "query"):
+            found.update(re.findall(r"\w+_sbit_db\.(\w+)", value.query))
+        if descriptor.type == descriptor.TYPE_MESSAGE:
+            items = [value] if hasattr(value, "ListFields") else value.values() if hasattr(value, "values") else value
+            for item in items:
+                if hasattr(item, "ListFields"):          # a message, not a map's scalar value
+                    _walk(item, found)
+
+
+def run(config: Config, full_refresh: bool = False, dry_run: bool = False, echo=print) -> RunResult:
+    """Run (or dry-run) the declared pipeline in `config`'s environment; print its events with `echo`.
+
+    Takes the environment's run lock like ``sbit run``. Raises a RuntimeError naming the
+    failed flow when the run fails.
+    """
+    from pyspark.pipelines.cli import register_definitions
+    from pyspark.pipelines.spark_connect_pipeline import create_dataflow_graph, start_run
+
+    check_environment(config)
+    result = RunResult(dry_run=dry_run, full_refresh=full_refresh)
+    began = time.monotonic()
+    lock = None if dry_run else JobLock(config, "declarative run").acquire()
+    try:
+        if lock is not None:      # what a killed run left half-written in its flows' checkpoints
+            remove_incomplete_checkpoint_writes(config, f"{STORAGE}/_checkpoints/*/*/*/*/*")
+        for table in BRONZE_SOURCES:     # a file source needs its folder, even empty (as in 04-bronze)
+            config.landing_zone.joinpath(table).mkdir(parents=True, exist_ok=True)
+        spec = pipeline_spec(config)
+        spark = connect_session(config, spec)
+        result.start_up_s = time.monotonic() - began
+        try:
+            register_existing(spark, config)
+            graph_id = create_dataflow_graph(spark, default_catalog=spec.catalog, default_database=spec.database,
+                                             sql_conf=spec.configuration)
+            result.graph = GraphRecorder(spark, graph_id)
+            with contextlib.redirect_stdout(io.StringIO()):      # its log lines name this machine's folders
+                register_definitions(SPEC, result.graph.registry, spec, spark, graph_id)
+            what = "Dry run" if dry_run else "Full refresh" if full_refresh else "Run"
+            echo(f"{what} of the declarative pipeline in environment {config.environment!r}: "
+                 f"{len(result.graph.outputs)} datasets, {len(result.graph.edges)} edges "
+                 f"(session ready in {result.start_up_s:.1f} s)")
+            started = time.monotonic()
+            failed = []
+            events = start_run(spark, graph_id, full_refresh=None, full_refresh_all=full_refresh, refresh=None,
+                               dry=dry_run, storage=spec.storage)
+            for reply in events:
+                if "pipeline_event_result" not in reply:
+                    continue
+                message = reply["pipeline_event_result"].event.message
+                at = time.monotonic() - started
+                result.events.append((at, message))
+                if "FAILED" in message:
+                    failed.append(message)
+                if _SHOWN.search(message):
+                    echo(f"  {at:6.1f} s  {_short(message, config)}")
+        finally:
+            spark.stop()
+    finally:
+        if lock is not None:
+            lock.release()
+    result.seconds = time.monotonic() - began
+    if failed:
+        raise RuntimeError(f"the declarative pipeline failed: {failed[0]}")
+    return result
+
+
+def _short(message: str, config: Config) -> str:
+    """A run event without the catalog and database every name carries."""
+    return message.replace(f"spark_catalog.{config.db_name}.", "").splitlines()[0]

@@ -1,0 +1,146 @@
+"""The pipeline declared with pyspark.pipelines (sbit_lib/declarative, notebook 11).
+
+`sbit declarative run` runs in its own process (Spark Declarative Pipelines need a Spark
+Connect session; this process holds the tests' classic one), over sets 1 and 2 of the
+course's data (heart rate thinned, as in the fault test); the tables are read here and
+compared with the expected results, which are computed from the input files without Spark
+(sbit_lib/testing/reference.py). Then a run with no new data, and a full refresh, must leave
+the same tables.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sbit_lib.course.bronze import Bronze
+from sbit_lib.course.config import Config, ConfigError
+from sbit_lib.course.gold import Gold
+from sbit_lib.course.producer import Producer
+from sbit_lib.course.silver import Silver
+from sbit_lib.declarative import runner
+from sbit_lib.ops import cli
+from sbit_lib.ops.fault import make_data
+from sbit_lib.testing.expectations import Expectations
+from tests.conftest import sbit_cli
+
+pytestmark = pytest.mark.slow
+
+# The tables whose rows the pipeline computes (bronze's carry load times, which a full refresh renews).
+COMPUTED = ("users", "gym_logs", "user_profile", "workouts", "heart_rate", "user_bins", "completed_workouts",
+            "workout_bpm", "workout_bpm_summary", "gym_summary", "rejects_sv", "date_lookup")
+
+
+def declarative(config, *args: str):
+    done = sbit_cli("declarative", "run", *args, "--env", config.environment, "--home", str(config.home),
+                    "--test-data", str(config.test_data), "--as-of", config.as_of.isoformat(), timeout=900)
+    assert done.returncode == 0, f"sbit declarative run {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    assert "Run is COMPLETED" in done.stdout, done.stdout
+    return done.stdout
+
+
+def versions(spark, config) -> dict[str, int]:
+    return {t: spark.sql(f"DESCRIBE HISTORY {config.qualified(t)} LIMIT 1").first()["version"]
+            for t in runner.DATASETS}
+
+
+def same_rows(spark, config, table: str, version: int) -> bool:
+    """The table now holds exactly the rows it held at `version` (duplicates counted)."""
+    now = spark.table(config.qualified(table))
+    then = spark.read.format("delta").option("versionAsOf", version).load(str(config.table_location(table)))
+    return now.exceptAll(then).isEmpty() and then.exceptAll(now).isEmpty()
+
+
+def validate(spark, config, n: int) -> None:
+    runner.register_existing(spark, config)
+    Bronze(config, spark).validate(n)      # bronze counts per topic, quarantine_bz
+    Silver(config, spark).validate(n)      # every silver table's rows, rejects_sv
+    Gold(config, spark).validate(n)        # workout_bpm_summary, gym_summary
+
+
+@pytest.fixture(scope="module")
+def after_sets_1_and_2(spark, lakehouse_home, test_data, tmp_path_factory):
+    # The fault test's small sets 1-2: the course's files, heart rate cut to one reading per 15 s
+    # (still every workout, late, duplicate and invalid reading), expected results from the
+    # reference. Four runs on the full files took 8.6 minutes; notebook 11 runs the full set 1.
+    data = make_data(tmp_path_factory.mktemp("declarative-data"), source=test_data)
+    config = Config.resolve(environment="declared", home=lakehouse_home, test_data=data,
+                            as_of=Expectations.load(data).as_of)
+    Producer(config).produce(1)
+    first = declarative(config)
+    Producer(config).produce(2)
+    second = declarative(config)
+    runner.register_existing(spark, config)
+    return config, first, second
+
+
+def test_after_sets_1_and_2_every_table_equals_the_expected_results(spark, after_sets_1_and_2):
+    config, first, second = after_sets_1_and_2
+    # `sbit validate 2`, as a user checks it: the landing zone, then every layer
+    assert cli.main(["validate", "2", "--env", config.environment, "--home", str(config.home),
+                     "--test-data", str(config.test_data), "--as-of", config.as_of.isoformat()]) == 0
+    # Real Delta tables, at the hand-built pipeline's locations, made by the pipeline's flows.
+    for table in runner.DATASETS:
+        detail = spark.sql(f"DESCRIBE DETAIL {config.qualified(table)}").first()
+        assert detail["format"] == "delta", table
+        assert detail["location"].rstrip("/").endswith(f"/{config.environment}/data/delta/{table}"), detail["location"]
+    for output in (first, second):       # every flow ran, none failed
+        assert output.count("has COMPLETED") >= len(runner.DATASETS) and "FAILED" not in output, output
+
+
+def test_a_run_without_new_data_changes_no_table(spark, after_sets_1_and_2):
+    config = after_sets_1_and_2[0]
+    before = versions(spark, config)
+    declarative(config)
+    changed = [t for t in runner.DATASETS if not same_rows(spark, config, t, before[t])]
+    assert changed == []
+    # The streaming tables read no file twice: no row was appended.
+    for table in ("registered_users_bz", "gym_logins_bz", "kafka_multiplex_bz", "quarantine_bz"):
+        appended = spark.sql(f"DESCRIBE HISTORY {config.qualified(table)}").where(
+            f"version > {before[table]} AND operationMetrics['numOutputRows'] > 0").count()
+        assert appended == 0, table
+
+
+def test_a_full_refresh_rebuilds_the_same_tables(spark, after_sets_1_and_2):
+    config = after_sets_1_and_2[0]
+    before = versions(spark, config)
+    output = declarative(config, "--full-refresh")
+    assert "Full refresh of the declarative pipeline" in output, output
+    changed = [t for t in COMPUTED if not same_rows(spark, config, t, before[t])]
+    assert changed == []
+    validate(spark, config, 2)
+    # Bronze was emptied and read again from the landed files: the same rows, new load times.
+    for table in ("registered_users_bz", "gym_logins_bz", "kafka_multiplex_bz"):
+        columns = ", ".join(c for c in spark.table(config.qualified(table)).columns if c != "load_time")
+        now = spark.sql(f"SELECT {columns} FROM {config.qualified(table)}")
+        then = spark.read.format("delta").option("versionAsOf", before[table]).load(
+            str(config.table_location(table))).selectExpr(*columns.split(", "))
+        assert now.exceptAll(then).isEmpty() and then.exceptAll(now).isEmpty(), table
+
+
+# ---------------------------------------------------------------- wrong use, refused before Spark starts
+def test_course_mode_is_refused_with_the_reason(make_config):
+    with pytest.raises(ConfigError, match="default mode only.*watermarked"):
+        runner.check_environment(make_config("declared_course", mode="course"))
+
+
+def test_an_environment_of_the_hand_built_pipeline_is_refused(make_config):
+    config = make_config("handbuilt")
+    config.checkpoint_dir("users").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="hand-built pipeline.*--env handbuilt_dp"):
+        runner.check_environment(config)
+
+
+def test_sbit_run_refuses_the_declarative_pipeline_s_environment(make_config, capsys):
+    config = make_config("declared_only")
+    config.checkpoint_zone.joinpath(runner.STORAGE).mkdir(parents=True)
+    code = cli.main(["run", "--env", config.environment, "--home", str(config.home)])
+    assert code == 2
+    assert "holds the declarative pipeline's tables" in capsys.readouterr().err
+
+
+def test_dry_run_takes_no_full_refresh(make_config, capsys):
+    config = make_config("declared_dry")
+    code = cli.main(["declarative", "dry-run", "--full-refresh", "--env", config.environment,
+                     "--home", str(config.home)])
+    assert code == 2
+    assert "a dry run writes nothing" in capsys.readouterr().err
