@@ -1253,7 +1253,7 @@ assert gone and files_kept and before == after.count() == 10 and after.columns[0
 # environment of its own. Open-source Spark refuses AUTO CDC into Delta
 # (`AUTOCDC_TARGET_DOES_NOT_SUPPORT_MERGE`, SPARK-57623) and has no expectations or `foreachBatch`
 # sink, so each silver table is a materialized view keeping the first or latest record per key
-# with a window: the same rows as the MERGEs (notebook 11 compares both pipelines table by table),
+# with a window: on the course's data the same rows as the MERGEs (notebook 11 compares them),
 # but every run rewrites every heart-rate reading, where the hand-built MERGE writes only the new
 # ones. Course mode's watermarked gold has no declarative counterpart. What you gain: about a quarter
 # of the code, a dry run that checks the whole graph in seconds, retries and `--full-refresh`.

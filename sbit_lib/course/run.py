@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sbit_lib import ConfigError
 from sbit_lib.course.bronze import Bronze
 from sbit_lib.course.catalog import get_spark
 from sbit_lib.course.config import Config
@@ -11,6 +12,18 @@ from sbit_lib.course.setup_helper import SetupHelper
 from sbit_lib.course.silver import Silver
 from sbit_lib.course.streaming import stop_queries
 from sbit_lib.spark.runlock import JobLock
+from sbit_lib.spark.storage import HadoopPath
+
+# Where the declarative pipeline (sbit_lib/declarative, notebook 11) keeps its checkpoints, below
+# the checkpoint zone. An environment holding them is that pipeline's: this one must not run there.
+DECLARATIVE_CHECKPOINTS = "declarative"
+
+
+def ensure_hand_built_environment(config: Config) -> None:
+    """Refuse an environment the declarative pipeline runs in (it owns tables of the same names)."""
+    if not isinstance(config.checkpoint_zone, HadoopPath) and (config.checkpoint_zone / DECLARATIVE_CHECKPOINTS).exists():
+        raise ConfigError(f"environment {config.environment!r} holds the declarative pipeline's tables "
+                          "(`sbit declarative run`): run the hand-built pipeline in another environment")
 
 
 def ensure_setup(config: Config, spark=None) -> bool:
@@ -47,6 +60,7 @@ def run(config: Config | None = None, once: bool = True, processing_time: str = 
     exits (or :func:`sbit_lib.ops.job.run_job`, which holds it, stops the queries).
     """
     config = config or Config.resolve()
+    ensure_hand_built_environment(config)
     spark = spark or get_spark(config)
     if not once and JobLock.held_here(config):
         return _start(config, once, processing_time, spark)

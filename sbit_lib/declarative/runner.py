@@ -21,10 +21,12 @@ refused: its watermarked gold aggregation has no declarative equivalent here.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import re
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from sbit_lib import ConfigError
 from sbit_lib.course.bronze import SOURCES as BRONZE_SOURCES
 from sbit_lib.course.catalog import has_commit, sql_str
 from sbit_lib.course.config import Config
-from sbit_lib.course.run import remove_incomplete_checkpoint_writes
+from sbit_lib.course.run import DECLARATIVE_CHECKPOINTS, remove_incomplete_checkpoint_writes
 from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY
 from sbit_lib.spark.runlock import JobLock
 from sbit_lib.spark.storage import HadoopPath
@@ -44,11 +46,11 @@ SPEC = Path(__file__).resolve().parent / "spark-pipeline.yml"
 HAND_BUILT_CHECKPOINTS = ("registered_users_bz", "gym_logins_bz", "kafka_multiplex_bz", "users", "gym_logs",
                           "user_profile", "workouts", "heart_rate", "user_bins", "completed_workouts",
                           "workout_bpm", "workout_bpm_summary")
-STORAGE = "declarative"
+STORAGE = DECLARATIVE_CHECKPOINTS
 # Every table the pipeline makes: the hand-built pipeline's tables, and gym_summary (a view there).
 DATASETS = tuple(t.name for t in ALL_TABLES) + (GYM_SUMMARY,)
 # Run events worth a line: a flow's end (or failure) and the run's state; not every STARTING/RUNNING.
-_SHOWN = re.compile(r"(has COMPLETED|has FAILED|FAILED|Run is|is SKIPPED|STOPPED|IDLE)")
+_SHOWN = re.compile(r"(has COMPLETED|FAILED|Run is|SKIPPED|STOPPED)")
 
 
 @dataclass
@@ -69,6 +71,11 @@ class RunResult:
 
 def check_environment(config: Config) -> None:
     """Refuse course mode and an environment the hand-built pipeline uses, saying why and what to do."""
+    if isinstance(config.checkpoint_zone, HadoopPath) or isinstance(config.data_zone, HadoopPath):
+        raise ConfigError(
+            "the declarative pipeline runs on local zones only (SBIT_DATA_ZONE / SBIT_CHECKPOINT_ZONE given as "
+            "URLs): its Spark Connect session cannot reach Hadoop's file system from Python, which the runner "
+            "needs to find the tables earlier runs made")
     if config.mode != "default":
         raise ConfigError(
             f"mode {config.mode!r} (--mode / SBIT_MODE): the declarative pipeline implements default mode only; "
@@ -82,13 +89,8 @@ def check_environment(config: Config) -> None:
             f"needs an environment of its own, e.g. --env {config.environment[:27]}_dp")
 
 
-def uses_declarative(config: Config) -> bool:
-    """True when the declarative pipeline has run in `config`'s environment (the hand-built one must not)."""
-    return config.checkpoint_zone.joinpath(STORAGE).exists()
-
-
 def _uri(zone) -> str:
-    return str(zone) if isinstance(zone, HadoopPath) else Path(zone).resolve().as_uri()
+    return Path(zone).resolve().as_uri()
 
 
 def settings(config: Config) -> dict[str, str]:
@@ -119,7 +121,10 @@ def connect_session(config: Config, spec):
 
     ensure_java_home()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    partitions = os.environ.get("SBIT_SHUFFLE_PARTITIONS") or str(os.cpu_count() or 2)
+    partitions = os.environ.get("SBIT_SHUFFLE_PARTITIONS", "")
+    if partitions and (not partitions.isdigit() or int(partitions) < 1):
+        raise ConfigError(f"SBIT_SHUFFLE_PARTITIONS={partitions!r} is not a positive whole number")
+    partitions = partitions or str(os.cpu_count() or 2)    # one per core, as spark_session does locally
     builder = (_builder(f"sbit-declarative-{config.environment}", config.spark_master, config.spark_ui,
                         str(config.home / "spark-warehouse"))
                .config("spark.api.mode", "connect")
@@ -136,6 +141,27 @@ def connect_session(config: Config, spec):
     for key, value in spec.configuration.items():      # the sbit.* settings the definitions read
         spark.conf.set(key, value)
     return spark
+
+
+@contextlib.contextmanager
+def connect_port_lock(echo=print):
+    """Hold the machine's one local Spark Connect port while a run uses it.
+
+    pyspark starts a local Connect server on port 15002 and its client dials 15002, always: a
+    second run on this machine at the same time (another environment, a test beside a notebook)
+    would fail to bind, or dial the first run's server. Runs wait for each other instead.
+    """
+    path = Path(os.environ.get("SBIT_CONNECT_LOCK", Path(tempfile.gettempdir()) / "sbit-spark-connect-15002.lock"))
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            echo("Waiting for another declarative run on this machine (Spark Connect's local port 15002) ...")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def register_existing(spark, config: Config) -> list[str]:
@@ -161,7 +187,7 @@ class GraphRecorder:
     """A graph-element registry that passes every definition on to Spark Connect and keeps a copy,
     so the graph can be drawn (Mermaid) and listed without asking the server."""
 
-    def __init__(self, spark, graph_id: str):
+    def __init__(self, spark, graph_id: str, database: str):
         from pyspark.pipelines.spark_connect_graph_element_registry import SparkConnectGraphElementRegistry
 
         class _Recording(SparkConnectGraphElementRegistry):
@@ -173,7 +199,7 @@ class GraphRecorder:
                 super().register_flow(flow)
                 self.edges += [(source, flow.name, flow.target) for source in sorted(self._sources(flow))]
 
-        self.spark, self.graph_id = spark, graph_id
+        self.spark, self.graph_id, self.database = spark, graph_id, database
         self.outputs: dict[str, str] = {}
         self.edges: list[tuple[str, str, str]] = []
         self.registry = _Recording(spark, graph_id)
@@ -185,7 +211,7 @@ class GraphRecorder:
         with add_pipeline_analysis_context(spark=self.spark, dataflow_graph_id=self.graph_id, flow_name=flow.name):
             plan = flow.func()._plan.plan(self.spark.client)
         found: set[str] = set()
-        _walk(plan, found)
+        _walk(plan, found, self.database)
         return found or {"(unknown)"}
 
     def mermaid(self) -> str:
@@ -217,7 +243,7 @@ _KIND = {"StreamingTable": "streaming table", "MaterializedView": "materialized 
          "TemporaryView": "temporary view", "Sink": "sink"}
 
 
-def _walk(message, found: set[str]) -> None:
+def _walk(message, found: set[str], database: str) -> None:
     """Collect the names a Connect plan reads: tables/views, SQL text's tables, file folders."""
     for descriptor, value in message.ListFields():
         if descriptor.name == "named_table" and hasattr(value, "unparsed_identifier"):
@@ -225,12 +251,12 @@ def _walk(message, found: set[str]) -> None:
         elif descriptor.name == "data_source" and hasattr(value, "paths"):
             found.update("files: " + p.rstrip("/").split("/")[-1] for p in value.paths)
         elif descriptor.name == "sql" and hasattr(value, "query"):
-            found.update(re.findall(r"\w+_sbit_db\.(\w+)", value.query))
+            found.update(re.findall(rf"\b{database}\.(\w+)", value.query))    # <db>.<table> in SQL text
         if descriptor.type == descriptor.TYPE_MESSAGE:
             items = [value] if hasattr(value, "ListFields") else value.values() if hasattr(value, "values") else value
             for item in items:
                 if hasattr(item, "ListFields"):          # a message, not a map's scalar value
-                    _walk(item, found)
+                    _walk(item, found, database)
 
 
 def run(config: Config, full_refresh: bool = False, dry_run: bool = False, echo=print) -> RunResult:
@@ -246,19 +272,27 @@ def run(config: Config, full_refresh: bool = False, dry_run: bool = False, echo=
     result = RunResult(dry_run=dry_run, full_refresh=full_refresh)
     began = time.monotonic()
     lock = None if dry_run else JobLock(config, "declarative run").acquire()
+    stack = contextlib.ExitStack()
     try:
         if lock is not None:      # what a killed run left half-written in its flows' checkpoints
             remove_incomplete_checkpoint_writes(config, f"{STORAGE}/_checkpoints/*/*/*/*/*")
         for table in BRONZE_SOURCES:     # a file source needs its folder, even empty (as in 04-bronze)
             config.landing_zone.joinpath(table).mkdir(parents=True, exist_ok=True)
         spec = pipeline_spec(config)
+        stack.enter_context(connect_port_lock(echo))        # released after spark.stop()
         spark = connect_session(config, spec)
         result.start_up_s = time.monotonic() - began
+        if lock is not None:
+            # The local Connect server runs in this process's JVM, under a classic session pyspark
+            # made for it: its pid lets a run after a SIGKILL wait for the JVM (sbit_lib.spark.runlock).
+            from pyspark.sql import SparkSession
+
+            lock.record_jvm(SparkSession._instantiatedSession)
         try:
             register_existing(spark, config)
             graph_id = create_dataflow_graph(spark, default_catalog=spec.catalog, default_database=spec.database,
                                              sql_conf=spec.configuration)
-            result.graph = GraphRecorder(spark, graph_id)
+            result.graph = GraphRecorder(spark, graph_id, config.db_name)
             with contextlib.redirect_stdout(io.StringIO()):      # its log lines name this machine's folders
                 register_definitions(SPEC, result.graph.registry, spec, spark, graph_id)
             what = "Dry run" if dry_run else "Full refresh" if full_refresh else "Run"
@@ -266,7 +300,7 @@ def run(config: Config, full_refresh: bool = False, dry_run: bool = False, echo=
                  f"{len(result.graph.outputs)} datasets, {len(result.graph.edges)} edges "
                  f"(session ready in {result.start_up_s:.1f} s)")
             started = time.monotonic()
-            failed = []
+            failed, final = [], None
             events = start_run(spark, graph_id, full_refresh=None, full_refresh_all=full_refresh, refresh=None,
                                dry=dry_run, storage=spec.storage)
             for reply in events:
@@ -275,18 +309,23 @@ def run(config: Config, full_refresh: bool = False, dry_run: bool = False, echo=
                 message = reply["pipeline_event_result"].event.message
                 at = time.monotonic() - started
                 result.events.append((at, message))
-                if "FAILED" in message:
-                    failed.append(message)
+                if "FAILED" in message:        # a flow may fail, be retried and complete
+                    failed.append(_short(message, config))
+                if message.startswith("Run is "):
+                    final = message
                 if _SHOWN.search(message):
                     echo(f"  {at:6.1f} s  {_short(message, config)}")
         finally:
             spark.stop()
     finally:
+        stack.close()
         if lock is not None:
             lock.release()
     result.seconds = time.monotonic() - began
-    if failed:
-        raise RuntimeError(f"the declarative pipeline failed: {failed[0]}")
+    if not (final or "").startswith("Run is COMPLETED"):
+        raise RuntimeError(f"the declarative pipeline's run ended {final or 'without a final state'!r}"
+                           + (f"; first failure: {failed[0]}" if failed else "")
+                           + " (the reason is in Spark's log above; SBIT_DEBUG=1 shows the traceback)")
     return result
 
 

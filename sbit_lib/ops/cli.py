@@ -62,11 +62,9 @@ def cmd_produce(args, config):
 
 
 def cmd_run(args, config):
-    from sbit_lib.declarative.runner import uses_declarative
+    from sbit_lib.course.run import ensure_hand_built_environment
 
-    if uses_declarative(config):
-        raise ConfigError(f"environment {config.environment!r} holds the declarative pipeline's tables "
-                          f"(`sbit declarative run`): run the hand-built pipeline in another environment")
+    ensure_hand_built_environment(config)        # before a stream job starts, too
     if args.stream:
         from sbit_lib.ops.job import run_job
 

@@ -130,23 +130,32 @@ for _table in PARSED:
 
 
 # ---------------------------------------------------------------- wave 1: one row per key
+# "First" means first to arrive: the earlier bronze load (a landed file here; a run's micro-batch
+# in the hand-built pipeline, which holds one file per source and set with the course's data),
+# then the hand-built pipeline's order within a micro-batch.
 @dp.materialized_view(schema=table_def("users").columns, comment="first registration of each user")
 def users():
     valid = parse_users(spark.read.table("registered_users_bz")).where("_reject IS NULL")
-    return (first(valid, "user_id", "registration_timestamp NULLS LAST, device_id")
+    return (first(valid, "user_id", "load_time, registration_timestamp NULLS LAST, device_id")
             .select("user_id", "device_id", "mac_address", "registration_timestamp"))
 
 
 @dp.materialized_view(schema=table_def("gym_logs").columns, comment="gym visits, the latest logout")
 def gym_logs():
-    valid = parse_gym_logs(spark.read.table("gym_logins_bz")).where("_reject IS NULL")
-    return valid.groupBy("mac_address", "gym", "login").agg(F.max("logout").alias("logout"))
+    # The MERGE inserts a visit with the latest logout of its first load, then takes a later
+    # logout only if it is after the login (and after the stored one).
+    valid = parse_gym_logs(spark.read.table("gym_logins_bz")).where("_reject IS NULL").select(
+        "*", F.expr("min(load_time) OVER (PARTITION BY mac_address, gym, login)").alias("_first_load"))
+    return valid.groupBy("mac_address", "gym", "login").agg(F.expr(
+        "greatest(max(CASE WHEN load_time = _first_load THEN logout END), "
+        "max(CASE WHEN logout > login THEN logout END))").alias("logout"))
 
 
 @dp.materialized_view(schema=table_def("user_profile").columns, comment="each user's newest profile event (SCD type 1)")
 def user_profile():
     # The MERGE takes a strictly newer event only: of two with one time, the earlier load wins
-    # (and, in one load, the higher offset, as the hand-built de-duplication does).
+    # (and, in one load, the higher offset, as the hand-built de-duplication does). A load is a
+    # landed file here, a run in the hand-built pipeline: the same with one profile file per set.
     valid = parse_user_profile(spark.read.table("kafka_multiplex_bz")).where("_reject IS NULL")
     return (first(valid, "user_id", "updated DESC, load_time, offset DESC")
             .select("user_id", "dob", "sex", "gender", "first_name", "last_name", "street_address", "city",
