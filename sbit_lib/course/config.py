@@ -37,6 +37,9 @@ from sbit_lib.spark.storage import HadoopPath, Zone, as_zone, is_url
 __all__ = ["Config", "ConfigError", "MODES", "PROJECT_ROOT"]
 
 MODES = ("default", "course")
+# The folder below the checkpoint zone where the declarative pipeline (sbit_lib/declarative,
+# notebook 11) keeps its checkpoints; an environment that has it is that pipeline's.
+DECLARATIVE_CHECKPOINTS = "declarative"
 _ENV_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
 def _pick(explicit, env_var: str, default):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sbit_lib import ConfigError
 from sbit_lib.course.bronze import Bronze
 from sbit_lib.course.catalog import get_spark
-from sbit_lib.course.config import Config
+from sbit_lib.course.config import DECLARATIVE_CHECKPOINTS, Config
 from sbit_lib.course.gold import Gold
 from sbit_lib.course.history import HistoryLoader
 from sbit_lib.course.setup_helper import SetupHelper
@@ -13,10 +13,6 @@ from sbit_lib.course.silver import Silver
 from sbit_lib.course.streaming import stop_queries
 from sbit_lib.spark.runlock import JobLock
 from sbit_lib.spark.storage import HadoopPath
-
-# Where the declarative pipeline (sbit_lib/declarative, notebook 11) keeps its checkpoints, below
-# the checkpoint zone. An environment holding them is that pipeline's: this one must not run there.
-DECLARATIVE_CHECKPOINTS = "declarative"
 
 
 def ensure_hand_built_environment(config: Config) -> None:

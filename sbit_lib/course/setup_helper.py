@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from sbit_lib.course.catalog import create_database, create_view, get_spark, has_commit, sql_str
-from sbit_lib.course.config import Config
+from sbit_lib.course.config import DECLARATIVE_CHECKPOINTS, Config
 from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY, TableDef
 from sbit_lib.spark.runlock import JobLock, JobLockedError, job_dir
 from sbit_lib.spark.storage import remove_if_empty, remove_tree
@@ -164,7 +164,7 @@ class SetupHelper:
             (config.data_zone, [config.landing_zone, config.tables_zone]),
             # ... and the declarative pipeline's checkpoints (`sbit declarative run`, notebook 11)
             (config.checkpoint_zone, [config.checkpoint_dir(t.name) for t in ALL_TABLES]
-             + [config.checkpoint_zone / "declarative"]))
+             + [config.checkpoint_zone / DECLARATIVE_CHECKPOINTS]))
             if not zone.is_relative_to(config.env_root)]
         for zone, parts in outside:
             removed += [str(part) for part in parts if remove_tree(part)]

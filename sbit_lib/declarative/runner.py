@@ -34,9 +34,9 @@ from pathlib import Path
 
 from sbit_lib import ConfigError
 from sbit_lib.course.bronze import SOURCES as BRONZE_SOURCES
-from sbit_lib.course.catalog import has_commit, sql_str
-from sbit_lib.course.config import Config
-from sbit_lib.course.run import DECLARATIVE_CHECKPOINTS, remove_incomplete_checkpoint_writes
+from sbit_lib.course.catalog import register_tables, sql_str
+from sbit_lib.course.config import DECLARATIVE_CHECKPOINTS, Config
+from sbit_lib.course.run import remove_incomplete_checkpoint_writes
 from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY
 from sbit_lib.spark.runlock import JobLock
 from sbit_lib.spark.storage import HadoopPath
@@ -168,19 +168,19 @@ def register_existing(spark, config: Config) -> list[str]:
     """Create the database at the tables' folder and register the tables earlier runs made.
 
     Works in either kind of session: the run's Connect one, or a classic one that reads the
-    tables (a notebook, a test). There ``gym_summary`` is a table, not the hand-built view.
+    tables (a notebook, a test). The database gets a LOCATION here, unlike the hand-built
+    pipeline's: the pipeline creates its tables as managed tables, in the database's folder.
+    The tables themselves are registered as ``get_spark`` does (``catalog.register_tables``),
+    where ``gym_summary`` is this pipeline's table in place of the hand-built view.
     """
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {config.db_name} LOCATION {sql_str(config.tables_zone)}")
+    registered = register_tables(spark, config)
+    # Before this pipeline has made gym_summary (a first run cut short), register_tables makes the
+    # hand-built view over the silver tables, which would stand in the materialized view's way.
     for table in spark.catalog.listTables(config.db_name):
         if table.name == GYM_SUMMARY and table.tableType == "VIEW":
             spark.sql(f"DROP VIEW {config.qualified(GYM_SUMMARY)}")
-    found = []
-    for name in DATASETS:
-        location = config.table_location(name)
-        if has_commit(location):
-            spark.sql(f"CREATE TABLE IF NOT EXISTS {config.qualified(name)} USING delta LOCATION {sql_str(location)}")
-            found.append(name)
-    return found
+    return registered
 
 
 class GraphRecorder:

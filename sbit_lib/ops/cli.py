@@ -64,7 +64,7 @@ def cmd_produce(args, config):
 def cmd_run(args, config):
     from sbit_lib.course.run import ensure_hand_built_environment
 
-    ensure_hand_built_environment(config)        # before a stream job starts, too
+    ensure_hand_built_environment(config)        # a quick refusal, before Spark or a stream job starts
     if args.stream:
         from sbit_lib.ops.job import run_job
 
