@@ -15,12 +15,17 @@ NARRATIVE_GROUP = "narrative-notebooks"
 # and some tests read what an earlier one in the module wrote), except these, whose
 # tests are independent and long.
 INDEPENDENT_MODULES = ("test_restart.py",)
+# Notebook 11 and tests/test_declarative.py both start pyspark's local Spark Connect server,
+# which always takes port 15002: on two workers at once, one run waits for the other's
+# (sbit_lib.declarative.runner.connect_port_lock) and its worker idles. One worker runs both.
+DECLARATIVE = ("tests/test_declarative.py", "notebooks/11-")
+DECLARATIVE_GROUP = "declarative"
 # The longest work starts first, so the two workers finish together (`make test` keeps
 # this order: --no-loadscope-reorder; xdist would otherwise put big groups first and these
 # one-test items last). The narrative notebooks are one group, run in order, about 9 minutes.
 SLOW_FIRST = (
-    NARRATIVE_GROUP, "tests/test_bad_input.py", "tests/test_declarative.py", "tests/test_fault.py", "notebooks/08-",
-    "notebooks/11-", "tests/test_restart.py", "notebooks/09-",
+    NARRATIVE_GROUP, "tests/test_bad_input.py", DECLARATIVE_GROUP, "tests/test_fault.py", "notebooks/08-",
+    "tests/test_restart.py", "notebooks/09-",
     "tests/test_silver_gold_rules.py", "tests/test_stream_job.py", "notebooks/00-", "tests/test_storage.py",
 )
 
@@ -41,6 +46,8 @@ def _group(item) -> str | None:
     name = path.rsplit("/", 1)[-1]
     if path.startswith("notebooks/") and name.startswith(NARRATIVE):
         return NARRATIVE_GROUP
+    if path.startswith(DECLARATIVE):
+        return DECLARATIVE_GROUP
     if path.startswith("tests/") and name not in INDEPENDENT_MODULES:
         return name
     return None
@@ -65,12 +72,19 @@ def pytest_collection_modifyitems(config, items):
 # nbmake item, added up and printed at the end of the run. Under xdist the reports reach
 # the controller, so this sums both workers' notebooks.
 _NOTEBOOK_SECONDS: dict[str, float] = {}
+# And what each xdist worker spent in tests (set-up, call, tear-down): CI's wall time is the
+# busier worker's, so a change that grows one worker only is seen here (issue: CI time).
+_WORKER_SECONDS: dict[str, float] = {}
 
 
 def pytest_runtest_logreport(report):
     path = report.nodeid.split("::")[0]
     if path.startswith("notebooks/") and path.endswith(".ipynb"):
         _NOTEBOOK_SECONDS[path] = _NOTEBOOK_SECONDS.get(path, 0.0) + report.duration
+    node = getattr(report, "node", None)          # set by xdist on the controller
+    if node is not None:
+        worker = node.gateway.id
+        _WORKER_SECONDS[worker] = _WORKER_SECONDS.get(worker, 0.0) + report.duration
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -80,3 +94,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"notebooks under nbmake: {len(_NOTEBOOK_SECONDS)} in {sum(_NOTEBOOK_SECONDS.values()):.0f} s "
             f"in total (s each: {each})")
+    if _WORKER_SECONDS:
+        terminalreporter.write_line("busy per worker: " + ", ".join(
+            f"{worker} {seconds:.0f} s" for worker, seconds in sorted(_WORKER_SECONDS.items())))

@@ -110,6 +110,20 @@ def assert_close(actual: float, expected: float, label: str, rel: float = 1e-9) 
         raise ValidationError(f"{label}: expected {expected!r}, found {actual!r}")
 
 
+def fingerprint(frame) -> tuple[int, int]:
+    """A Spark DataFrame's rows in one aggregation: (row count, sum of a 64-bit hash of each row).
+
+    Independent of row order, duplicates counted: equal multisets of rows give equal
+    fingerprints, and different ones the same only by a hash collision. One job where
+    comparing two tables with ``exceptAll`` both ways costs two shuffles. (Notebook 11 writes
+    the same aggregation in a cell of its own, where the reader sees it.)
+    """
+    from pyspark.sql import functions as F
+
+    count, total = frame.agg(F.count("*"), F.sum(F.xxhash64(*frame.columns).cast("decimal(38,0)"))).first()
+    return count, int(total or 0)
+
+
 # ----------------------------------------------------------------------------------
 # schema
 # ----------------------------------------------------------------------------------
