@@ -243,7 +243,9 @@ def rows(env: Config, table: str):
 
 
 def fingerprint(frame) -> tuple[int, int]:
-    count, total = frame.agg(F.count("*"), F.sum(F.xxhash64(*frame.columns).cast("decimal(38,0)"))).first()
+    # xxhash64 skips NULLs ((1, NULL) and (NULL, 1) would hash alike): hash where they are too
+    row_hash = F.xxhash64(*frame.columns, *(F.col(c).isNull() for c in frame.columns))
+    count, total = frame.agg(F.count("*"), F.sum(row_hash.cast("decimal(38,0)"))).first()
     return count, int(total or 0)
 
 

@@ -30,6 +30,7 @@ from sbit_lib.testing.validation import (
     check_schema,
     check_table,
     diff_rows,
+    fingerprint,
     validate_tables,
 )
 
@@ -56,6 +57,18 @@ def test_assert_rows_ignores_order_and_float_noise_but_not_values(spark):
     message = str(err.value)
     assert "1 expected rows missing, 1 unexpected rows" in message
     assert "2.5" in message and "2.0" in message
+
+
+def test_a_fingerprint_ignores_row_order_and_sees_values_duplicates_and_where_nulls_are(spark):
+    schema = "a INT, b INT, s STRING"
+    rows = [(1, 2, "x"), (3, None, "y"), (3, None, "y"), (None, 5, None)]
+    base = fingerprint(spark.createDataFrame(rows, schema))
+    assert base[0] == 4
+    assert fingerprint(spark.createDataFrame(rows[::-1], schema)) == base                 # order: same
+    assert fingerprint(spark.createDataFrame(rows[:3] + [(None, 6, None)], schema)) != base  # a value
+    assert fingerprint(spark.createDataFrame(rows[:2] + [(1, 2, "x"), rows[3]], schema)) != base  # a duplicate swapped
+    assert fingerprint(spark.createDataFrame(rows[:3] + [(5, None, None)], schema)) != base  # a NULL moved
+    assert fingerprint(spark.createDataFrame([], schema)) == (0, 0)
 
 
 def test_duplicates_count_as_differences():

@@ -114,13 +114,16 @@ def fingerprint(frame) -> tuple[int, int]:
     """A Spark DataFrame's rows in one aggregation: (row count, sum of a 64-bit hash of each row).
 
     Independent of row order, duplicates counted: equal multisets of rows give equal
-    fingerprints, and different ones the same only by a hash collision. One job where
-    comparing two tables with ``exceptAll`` both ways costs two shuffles. (Notebook 11 writes
-    the same aggregation in a cell of its own, where the reader sees it.)
+    fingerprints, and different ones the same only by a hash collision. Spark's ``xxhash64``
+    skips a NULL (``(1, NULL)`` and ``(NULL, 1)`` would hash alike), so which columns are NULL
+    is hashed too. One job where comparing two tables with ``exceptAll`` both ways costs two
+    shuffles. (Notebook 11 writes the same aggregation in a cell of its own, where the reader
+    sees it.)
     """
     from pyspark.sql import functions as F
 
-    count, total = frame.agg(F.count("*"), F.sum(F.xxhash64(*frame.columns).cast("decimal(38,0)"))).first()
+    row_hash = F.xxhash64(*frame.columns, *(F.col(c).isNull() for c in frame.columns))
+    count, total = frame.agg(F.count("*"), F.sum(row_hash.cast("decimal(38,0)"))).first()
     return count, int(total or 0)
 
 
