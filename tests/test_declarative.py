@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from sbit_lib.course.config import Config, ConfigError
+from sbit_lib.course.config import DECLARATIVE_CHECKPOINTS, Config, ConfigError
 from sbit_lib.course.producer import Producer
 from sbit_lib.declarative import runner
 from sbit_lib.ops import cli
@@ -156,7 +156,7 @@ def test_an_environment_of_the_hand_built_pipeline_is_refused(make_config):
 
 def test_sbit_run_refuses_the_declarative_pipeline_s_environment(make_config, capsys):
     config = make_config("declared_only")
-    config.checkpoint_zone.joinpath(runner.STORAGE).mkdir(parents=True)
+    config.checkpoint_zone.joinpath(DECLARATIVE_CHECKPOINTS).mkdir(parents=True)
     code = cli.main(["run", "--env", config.environment, "--home", str(config.home)])
     assert code == 2
     assert "holds the declarative pipeline's tables" in capsys.readouterr().err

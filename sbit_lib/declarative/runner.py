@@ -46,7 +46,6 @@ SPEC = Path(__file__).resolve().parent / "spark-pipeline.yml"
 HAND_BUILT_CHECKPOINTS = ("registered_users_bz", "gym_logins_bz", "kafka_multiplex_bz", "users", "gym_logs",
                           "user_profile", "workouts", "heart_rate", "user_bins", "completed_workouts",
                           "workout_bpm", "workout_bpm_summary")
-STORAGE = DECLARATIVE_CHECKPOINTS
 # Every table the pipeline makes: the hand-built pipeline's tables, and gym_summary (a view there).
 DATASETS = tuple(t.name for t in ALL_TABLES) + (GYM_SUMMARY,)
 # Run events worth a line: a flow's end (or failure) and the run's state; not every STARTING/RUNNING.
@@ -109,7 +108,7 @@ def pipeline_spec(config: Config):
     from pyspark.pipelines.cli import unpack_pipeline_spec
 
     data = yaml.safe_load(SPEC.read_text())
-    data.update(storage=_uri(config.checkpoint_zone / STORAGE), database=config.db_name,
+    data.update(storage=_uri(config.checkpoint_zone / DECLARATIVE_CHECKPOINTS), database=config.db_name,
                 configuration={**data.get("configuration", {}), **settings(config)})
     return unpack_pipeline_spec(data)
 
@@ -117,14 +116,11 @@ def pipeline_spec(config: Config):
 def connect_session(config: Config, spec):
     """A Spark Connect session with this project's settings (Delta, Java, UI, memory) and the spec's."""
     from sbit_lib.spark.java import ensure_java_home
-    from sbit_lib.spark.session import _builder
+    from sbit_lib.spark.session import _builder, shuffle_partitions_setting
 
     ensure_java_home()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    partitions = os.environ.get("SBIT_SHUFFLE_PARTITIONS", "")
-    if partitions and (not partitions.isdigit() or int(partitions) < 1):
-        raise ConfigError(f"SBIT_SHUFFLE_PARTITIONS={partitions!r} is not a positive whole number")
-    partitions = partitions or str(os.cpu_count() or 2)    # one per core, as spark_session does locally
+    partitions = shuffle_partitions_setting() or str(os.cpu_count() or 2)   # one per core, as spark_session does locally
     builder = (_builder(f"sbit-declarative-{config.environment}", config.spark_master, config.spark_ui,
                         str(config.home / "spark-warehouse"))
                .config("spark.api.mode", "connect")
@@ -275,7 +271,7 @@ def run(config: Config, full_refresh: bool = False, dry_run: bool = False, echo=
     stack = contextlib.ExitStack()
     try:
         if lock is not None:      # what a killed run left half-written in its flows' checkpoints
-            remove_incomplete_checkpoint_writes(config, f"{STORAGE}/_checkpoints/*/*/*/*/*")
+            remove_incomplete_checkpoint_writes(config, f"{DECLARATIVE_CHECKPOINTS}/_checkpoints/*/*/*/*/*")
         for table in BRONZE_SOURCES:     # a file source needs its folder, even empty (as in 04-bronze)
             config.landing_zone.joinpath(table).mkdir(parents=True, exist_ok=True)
         spec = pipeline_spec(config)

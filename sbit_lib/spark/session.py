@@ -80,6 +80,15 @@ def _builder(app_name: str, master: str, ui: bool, warehouse_dir: str) -> SparkS
     return builder
 
 
+def shuffle_partitions_setting() -> str:
+    """SBIT_SHUFFLE_PARTITIONS, checked: a positive whole number, or "" when unset."""
+    partitions = os.environ.get("SBIT_SHUFFLE_PARTITIONS", "")
+    if partitions and (not partitions.isdigit() or int(partitions) < 1):
+        raise ConfigError(f"SBIT_SHUFFLE_PARTITIONS={partitions!r} is not a positive whole number "
+                          "(the shuffle partitions of every query; unset: one per core in local mode)")
+    return partitions
+
+
 def spark_session(app_name: str = "sbit", master: str = "local[*]", ui: bool = True,
                   warehouse_dir: str | None = None) -> SparkSession:
     """Return the process's SparkSession with Delta: the active one as it is (a test fixture,
@@ -90,10 +99,7 @@ def spark_session(app_name: str = "sbit", master: str = "local[*]", ui: bool = T
     spark = SparkSession.getActiveSession()
     if spark is not None:
         return spark
-    partitions = os.environ.get("SBIT_SHUFFLE_PARTITIONS", "")
-    if partitions and (not partitions.isdigit() or int(partitions) < 1):
-        raise ConfigError(f"SBIT_SHUFFLE_PARTITIONS={partitions!r} is not a positive whole number "
-                          "(the shuffle partitions of every query; unset: one per core in local mode)")
+    partitions = shuffle_partitions_setting()
     ensure_java_home()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     warehouse = warehouse_dir or str(Path.cwd() / "spark-warehouse")
