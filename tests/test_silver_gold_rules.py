@@ -3,10 +3,15 @@
 Two sets of a few records each, written below, run like the course's batch test
 (produce, run, validate). Each rule is asserted with its hand-worked value, and every
 table is also compared with the reference computation over the same files.
+
+The environment's zones are given as ``file://`` URLs, so this pipeline run also proves the
+pipeline on zones that go through Hadoop's FileSystem (the code path of an ``s3a://`` zone);
+tests/test_storage.py checks set-up, the producer and clean-up there without a run of its own.
 """
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -93,7 +98,9 @@ def tiny(spark, lakehouse_home, tmp_path_factory):
         (folder / name).write_text(text + ("" if text.endswith("\n") else "\n"))
     shutil.copy(PROJECT_ROOT / "test_data" / "6-date-lookup.json", folder)
     write_expectations(folder, sets=range(1, 3))
-    return Config.resolve(environment="rules", home=lakehouse_home, test_data=folder, as_of="2023-03-31")
+    zones = tmp_path_factory.mktemp("rules_zones")
+    return Config.resolve(environment="rules", home=lakehouse_home, test_data=folder, as_of="2023-03-31",
+                          data_root=f"file://{zones / 'data'}", checkpoint_root=f"file://{zones / 'checkpoints'}")
 
 
 def rows(spark, config, table, order):
@@ -101,8 +108,13 @@ def rows(spark, config, table, order):
 
 
 def test_set_1(spark, tiny):
+    assert str(tiny.landing_zone).startswith("file:///") and str(tiny.checkpoint_zone).startswith("file:///")
     Producer(tiny).produce(1)
     run(tiny, spark=spark)
+    # the tables and checkpoints are in the URL zones (checked with Python's own file functions)
+    data, checkpoints = (Path(str(zone).removeprefix("file://")) for zone in (tiny.data_zone, tiny.checkpoint_zone))
+    assert (data / "delta" / "workout_bpm_summary" / "_delta_log").is_dir()
+    assert (checkpoints / "kafka_multiplex_bz" / "commits" / "0").is_file()
     assert [r[:2] for r in rows(spark, tiny, "users", ["user_id"])] == [(1, 101), (2, 102)]
     profiles = {r[0]: r[7] for r in rows(spark, tiny, "user_profile", ["user_id"])}
     assert profiles == {1: "Gamma", 2: "Delta"}
