@@ -24,6 +24,25 @@ def build(force: bool = False):
     return cds.build(TRAINING, force=force)
 
 
+def training_data(folder: Path) -> Path:
+    """Set 1's files in `folder`, its heart-rate readings made here and cut to 2,000 (the code
+    paths, not the volume). The training run needs nothing `sbit prepare-data` makes, so
+    ``make setup`` runs the two side by side."""
+    from sbit_lib.course.config import Config
+    from sbit_lib.course.history import DATE_LOOKUP_FILE
+    from sbit_lib.course.producer import SOURCES
+    from sbit_lib.testing import bpm_generator
+
+    source = Config.resolve().test_data
+    folder.mkdir(parents=True, exist_ok=True)
+    bpm = bpm_generator.bpm_file_name(1)
+    for name in [DATE_LOOKUP_FILE, *(s.file_name(1) for s in SOURCES)]:
+        if name != bpm:
+            shutil.copy(source / name, folder / name)
+    (folder / bpm).write_text("\n".join(bpm_generator.set_lines(folder, 1)[:2000]) + "\n")
+    return folder
+
+
 def train() -> None:
     """The training workload: what a notebook or test process typically loads."""
     from sbit_lib.course.catalog import get_spark
@@ -33,14 +52,10 @@ def train() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="sbit-cds-"))
     try:
-        config = Config.resolve(environment="cds_training", home=home)
+        config = Config.resolve(environment="cds_training", home=home, test_data=training_data(home / "data"))
         spark = get_spark(config)
         ensure_setup(config, spark)
-        landed = Producer(config).produce(1)
-        for path in landed:             # the code paths, not the volume: 2,000 readings
-            if path.name.startswith("3-bpm_"):
-                lines = path.read_text().splitlines(keepends=True)[:2000]
-                path.write_text("".join(lines))
+        Producer(config).produce(1)
         run(config, once=True, spark=spark)
         spark.table(config.qualified("workout_bpm_summary")).toPandas()
         gateway = spark.sparkContext._gateway
