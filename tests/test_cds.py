@@ -43,3 +43,27 @@ def test_a_changed_jar_changes_the_archive_name(monkeypatch, tmp_path):
     assert cds.archive_path() == before
     jars[1].write_bytes(b"xy")
     assert cds.archive_path() != before
+
+
+def test_making_an_archive_removes_only_those_no_checkout_can_use(monkeypatch, tmp_path):
+    monkeypatch.setenv("SBIT_CDS_DIR", str(tmp_path))
+    other_checkout = tmp_path / "other" / "jars"
+    other_checkout.mkdir(parents=True)
+
+    def archive(name: str, owner: str | None):
+        path = tmp_path / f"driver-{name}.jsa"
+        path.write_bytes(b"")
+        path.with_suffix(".log").write_text("training log")
+        if owner is not None:
+            path.with_suffix(".owner").write_text(owner + "\n")
+        return path
+
+    current = archive("current", cds._owner())
+    earlier = archive("earlier", cds._owner())                  # this checkout, before its jars changed
+    gone = archive("gone", str(tmp_path / "deleted" / "jars"))  # a clone since deleted
+    unowned = archive("unowned", None)                          # made before archives named their checkout
+    archive("kept", str(other_checkout))                        # another checkout: still in use
+    assert sorted(cds.remove_stale(current)) == sorted([earlier, gone, unowned])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "driver-current.jsa", "driver-current.log", "driver-current.owner",
+        "driver-kept.jsa", "driver-kept.log", "driver-kept.owner"]

@@ -61,6 +61,34 @@ def fingerprint() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def _owner() -> str:
+    """The checkout an archive belongs to: the folder of its pyspark jars (in its .venv)."""
+    import pyspark
+
+    return str((Path(pyspark.__file__).parent / "jars").resolve())
+
+
+def remove_stale(current: Path) -> list[Path]:
+    """Delete the archives (~200 MB each) no checkout can use any more; return them.
+
+    Stale: an earlier archive of this checkout (its JDK or jars changed), one whose checkout
+    is gone, and one that does not say whose it is (made before archives did). Another
+    checkout's archive stays: a clean clone made for a CI run does not take a developer's
+    archive away (their processes would start without it, about twice as slowly).
+    """
+    mine, removed = _owner(), []
+    for other in sorted(current.parent.glob("driver-*.jsa")):
+        if other == current:
+            continue
+        owner = other.with_suffix(".owner")
+        folder = owner.read_text().strip() if owner.is_file() else ""
+        if not folder or folder == mine or not Path(folder).is_dir():
+            for path in (other, other.with_suffix(".log"), owner):
+                path.unlink(missing_ok=True)
+            removed.append(other)
+    return removed
+
+
 def archive_path() -> Path:
     return cache_root() / f"driver-{fingerprint()}.jsa"
 
@@ -83,6 +111,9 @@ def build(training: list[str], force: bool = False, timeout_s: int = 900) -> Pat
     ``python -m sbit_lib.ops.cds --train``."""
     target = archive_path()
     if target.is_file() and not force:
+        owner = target.with_suffix(".owner")
+        if not owner.is_file():           # made before archives named their checkout
+            owner.write_text(f"{_owner()}\n")
         print(f"Class-data archive for this JDK and these jars: {target} (cached)")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -108,13 +139,8 @@ def build(training: list[str], force: bool = False, timeout_s: int = 900) -> Pat
               "without it, only slower", file=sys.stderr)
         return None
     os.replace(partial, target)
-    # Archives of an earlier JDK or jar set: keep the newest other one (a second checkout
-    # of the project on this machine has its own), delete the rest (~200 MB each).
-    others = sorted((p for p in target.parent.glob("driver-*.jsa") if p != target),
-                    key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in others[1:]:
-        old.unlink(missing_ok=True)
-        old.with_suffix(".log").unlink(missing_ok=True)
+    target.with_suffix(".owner").write_text(f"{_owner()}\n")
+    remove_stale(target)
     print(f"Class-data archive written in {time.monotonic() - start:.0f} s: {target} "
           f"({target.stat().st_size / 2**20:.0f} MiB)")
     return target
