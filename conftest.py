@@ -27,7 +27,7 @@ DECLARATIVE_GROUP = "declarative"
 SLOW_FIRST = (
     DECLARATIVE_GROUP, NARRATIVE_GROUP, "tests/test_bad_input.py", "tests/test_fault.py", "notebooks/08-",
     "tests/test_restart.py", "notebooks/09-",
-    "tests/test_silver_gold_rules.py", "tests/test_stream_job.py", "notebooks/00-", "tests/test_storage.py",
+    "tests/test_silver_gold_rules.py", "tests/test_stream_job.py", "notebooks/00-",
 )
 
 

@@ -4,6 +4,7 @@ and these jars, accepted by the JVM Spark starts, and ignored when it does not m
 import os
 import subprocess
 import sys
+import time
 
 from sbit_lib.spark import cds
 from sbit_lib.spark.java import DEFAULT_JAVA_OPTIONS
@@ -61,9 +62,20 @@ def test_making_an_archive_removes_only_those_no_checkout_can_use(monkeypatch, t
     current = archive("current", cds._owner())
     earlier = archive("earlier", cds._owner())                  # this checkout, before its jars changed
     gone = archive("gone", str(tmp_path / "deleted" / "jars"))  # a clone since deleted
-    unowned = archive("unowned", None)                          # made before archives named their checkout
+    unowned = archive("unowned", None)                          # made before archives named their checkout,
+    week_ago = time.time() - 8 * 86400                          # and not used for over a week
+    os.utime(unowned, (week_ago, week_ago))
+    archive("recent", None)                                     # unowned too, but recent: may be in use
     archive("kept", str(other_checkout))                        # another checkout: still in use
     assert sorted(cds.remove_stale(current)) == sorted([earlier, gone, unowned])
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
         "driver-current.jsa", "driver-current.log", "driver-current.owner",
-        "driver-kept.jsa", "driver-kept.log", "driver-kept.owner"]
+        "driver-kept.jsa", "driver-kept.log", "driver-kept.owner", "driver-recent.jsa", "driver-recent.log"]
+
+
+def test_a_spark_start_claims_the_archive_it_maps_for_this_checkout(monkeypatch, tmp_path):
+    monkeypatch.setenv("SBIT_CDS_DIR", str(tmp_path))
+    cds.archive_path().write_bytes(b"")                         # made before archives named their checkout
+    assert cds.java_option() == f"-XX:SharedArchiveFile={cds.archive_path()}"
+    assert cds.archive_path().with_suffix(".owner").read_text() == cds._owner() + "\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -5,20 +5,22 @@ Two sets of a few records each, written below, run like the course's batch test
 table is also compared with the reference computation over the same files.
 
 The environment's zones are given as ``file://`` URLs, so this pipeline run also proves the
-pipeline on zones that go through Hadoop's FileSystem (the code path of an ``s3a://`` zone);
-tests/test_storage.py checks set-up, the producer and clean-up there without a run of its own.
+pipeline on zones that go through Hadoop's FileSystem (the code path of an ``s3a://`` zone),
+and its last test cleans them up; tests/test_storage.py checks set-up, the producer and
+clean-up's finer points there without a run of its own.
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from sbit_lib.course.config import PROJECT_ROOT, Config
-from sbit_lib.course.gold import Gold
 from sbit_lib.course.producer import Producer
-from sbit_lib.course.run import run
+from sbit_lib.course.run import run, validate_every_layer
+from sbit_lib.course.setup_helper import SetupHelper
 from sbit_lib.course.silver import Silver
 from sbit_lib.testing.reference import write_expectations
 
@@ -113,7 +115,7 @@ def test_set_1(spark, tiny):
     run(tiny, spark=spark)
     # the tables and checkpoints are in the URL zones (checked with Python's own file functions)
     data, checkpoints = (Path(str(zone).removeprefix("file://")) for zone in (tiny.data_zone, tiny.checkpoint_zone))
-    assert (data / "delta" / "workout_bpm_summary" / "_delta_log").is_dir()
+    assert (data / "delta" / "workout_bpm_summary" / "_delta_log" / f"{1:020d}.json").is_file()   # set-up made 0
     assert (checkpoints / "kafka_multiplex_bz" / "commits" / "0").is_file()
     assert [r[:2] for r in rows(spark, tiny, "users", ["user_id"])] == [(1, 101), (2, 102)]
     profiles = {r[0]: r[7] for r in rows(spark, tiny, "user_profile", ["user_id"])}
@@ -123,8 +125,7 @@ def test_set_1(spark, tiny):
     assert bpm_times == [START + 60, END]
     summary = rows(spark, tiny, "workout_bpm_summary", ["user_id"])
     assert [(r[2], r[7], r[9], r[10]) for r in summary] == [(1, 90.0, 100.0, 2)]
-    Silver(tiny, spark).validate(1)
-    Gold(tiny, spark).validate(1)
+    validate_every_layer(tiny, spark, 1)          # landing zone, bronze, silver, gold
 
 
 def test_set_2(spark, tiny):
@@ -135,8 +136,7 @@ def test_set_2(spark, tiny):
     assert {r[0]: r[3] for r in rows(spark, tiny, "user_bins", ["user_id"])} == {1: "Omega", 2: "Delta", 3: "Epsilon"}
     summary = {r[2]: (r[7], r[9], r[10]) for r in rows(spark, tiny, "workout_bpm_summary", ["user_id"])}
     assert summary[1] == (90.0, 120.0, 3)            # the late reading corrected the summary
-    Silver(tiny, spark).validate(2)
-    Gold(tiny, spark).validate(2)
+    validate_every_layer(tiny, spark, 2)
 
 
 def test_a_rerun_without_new_data_changes_no_table(spark, tiny):
@@ -145,3 +145,12 @@ def test_a_rerun_without_new_data_changes_no_table(spark, tiny):
     run(tiny, spark=spark)
     after = {t: spark.sql(f"DESCRIBE HISTORY {tiny.qualified(t)}").first()["version"] for t in tables}
     assert after == before
+
+
+def test_clean_up_empties_both_url_zones(spark, tiny):
+    data, checkpoints = (Path(str(zone).removeprefix("file://")) for zone in (tiny.data_zone, tiny.checkpoint_zone))
+    assert (checkpoints / "heart_rate" / "commits").is_dir() and (data / "delta" / "users").is_dir()
+    SetupHelper(tiny, spark).cleanup()
+    assert not checkpoints.exists(), sorted(p.name for p in checkpoints.rglob("*"))[:10]
+    assert not data.exists() or os.listdir(data) == [], os.listdir(data)
+    assert tiny.db_name not in [d.name for d in spark.catalog.listDatabases()]

@@ -68,21 +68,39 @@ def _owner() -> str:
     return str((Path(pyspark.__file__).parent / "jars").resolve())
 
 
+UNOWNED_DAYS = 7      # an archive that names no checkout is kept this long (made before archives did)
+
+
+def claim(archive: Path) -> None:
+    """Name this checkout as `archive`'s owner, unless it already names one (atomically:
+    another checkout's clean-up never reads half an owner file)."""
+    owner = archive.with_suffix(".owner")
+    if not owner.is_file():
+        partial = owner.with_name(f".{owner.name}.{os.getpid()}.tmp")
+        partial.write_text(f"{_owner()}\n")
+        os.replace(partial, owner)
+
+
 def remove_stale(current: Path) -> list[Path]:
     """Delete the archives (~200 MB each) no checkout can use any more; return them.
 
-    Stale: an earlier archive of this checkout (its JDK or jars changed), one whose checkout
-    is gone, and one that does not say whose it is (made before archives did). Another
-    checkout's archive stays: a clean clone made for a CI run does not take a developer's
-    archive away (their processes would start without it, about twice as slowly).
+    Stale: an earlier archive of this checkout (for another JDK or jar set), one whose
+    checkout is gone, and one that names no checkout and is older than UNOWNED_DAYS (made
+    before archives named theirs, and not used since: every Spark start claims the archive it
+    maps). Another checkout's archive stays: a clean clone made for a CI run does not take a
+    developer's archive away (their processes would start without it, about twice as slowly).
     """
     mine, removed = _owner(), []
     for other in sorted(current.parent.glob("driver-*.jsa")):
         if other == current:
             continue
         owner = other.with_suffix(".owner")
-        folder = owner.read_text().strip() if owner.is_file() else ""
-        if not folder or folder == mine or not Path(folder).is_dir():
+        try:
+            folder = owner.read_text().strip() if owner.is_file() else ""
+            unowned_old = not folder and time.time() - other.stat().st_mtime > UNOWNED_DAYS * 86400
+        except FileNotFoundError:          # another build removed it meanwhile
+            continue
+        if unowned_old or folder == mine or (folder and not Path(folder).is_dir()):
             for path in (other, other.with_suffix(".log"), owner):
                 path.unlink(missing_ok=True)
             removed.append(other)
@@ -101,7 +119,13 @@ def java_option() -> str:
         path = archive_path()
     except Exception:   # noqa: BLE001 - no JDK or jars yet: the session start will say so
         return ""
-    return f"-XX:SharedArchiveFile={path}" if path.is_file() else ""
+    if not path.is_file():
+        return ""
+    try:
+        claim(path)          # an archive made before archives named their checkout: now it does
+    except OSError:
+        pass
+    return f"-XX:SharedArchiveFile={path}"
 
 
 def build(training: list[str], force: bool = False, timeout_s: int = 900) -> Path | None:
@@ -111,9 +135,7 @@ def build(training: list[str], force: bool = False, timeout_s: int = 900) -> Pat
     ``python -m sbit_lib.ops.cds --train``."""
     target = archive_path()
     if target.is_file() and not force:
-        owner = target.with_suffix(".owner")
-        if not owner.is_file():           # made before archives named their checkout
-            owner.write_text(f"{_owner()}\n")
+        claim(target)
         print(f"Class-data archive for this JDK and these jars: {target} (cached)")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,8 +160,8 @@ def build(training: list[str], force: bool = False, timeout_s: int = 900) -> Pat
         print(f"WARNING: no class-data archive (training run failed, see {log}); Spark starts "
               "without it, only slower", file=sys.stderr)
         return None
+    claim(target)                   # first: another checkout's clean-up must not find it unowned
     os.replace(partial, target)
-    target.with_suffix(".owner").write_text(f"{_owner()}\n")
     remove_stale(target)
     print(f"Class-data archive written in {time.monotonic() - start:.0f} s: {target} "
           f"({target.stat().st_size / 2**20:.0f} MiB)")
