@@ -105,6 +105,11 @@ def tiny(spark, lakehouse_home, tmp_path_factory):
                           data_root=f"file://{zones / 'data'}", checkpoint_root=f"file://{zones / 'checkpoints'}")
 
 
+def local_folders(config) -> tuple[Path, Path]:
+    """The data and checkpoint zones' folders, for Python's own file functions (not Hadoop's)."""
+    return tuple(Path(str(zone).removeprefix("file://")) for zone in (config.data_zone, config.checkpoint_zone))
+
+
 def rows(spark, config, table, order):
     return [tuple(r) for r in spark.table(config.qualified(table)).orderBy(*order).collect()]
 
@@ -113,8 +118,7 @@ def test_set_1(spark, tiny):
     assert str(tiny.landing_zone).startswith("file:///") and str(tiny.checkpoint_zone).startswith("file:///")
     Producer(tiny).produce(1)
     run(tiny, spark=spark)
-    # the tables and checkpoints are in the URL zones (checked with Python's own file functions)
-    data, checkpoints = (Path(str(zone).removeprefix("file://")) for zone in (tiny.data_zone, tiny.checkpoint_zone))
+    data, checkpoints = local_folders(tiny)            # the tables and checkpoints are in the URL zones
     assert (data / "delta" / "workout_bpm_summary" / "_delta_log" / f"{1:020d}.json").is_file()   # set-up made 0
     assert (checkpoints / "kafka_multiplex_bz" / "commits" / "0").is_file()
     assert [r[:2] for r in rows(spark, tiny, "users", ["user_id"])] == [(1, 101), (2, 102)]
@@ -148,7 +152,7 @@ def test_a_rerun_without_new_data_changes_no_table(spark, tiny):
 
 
 def test_clean_up_empties_both_url_zones(spark, tiny):
-    data, checkpoints = (Path(str(zone).removeprefix("file://")) for zone in (tiny.data_zone, tiny.checkpoint_zone))
+    data, checkpoints = local_folders(tiny)
     assert (checkpoints / "heart_rate" / "commits").is_dir() and (data / "delta" / "users").is_dir()
     SetupHelper(tiny, spark).cleanup()
     assert not checkpoints.exists(), sorted(p.name for p in checkpoints.rglob("*"))[:10]

@@ -24,6 +24,7 @@ one; the JVM checks again itself and on any mismatch loads classes the normal wa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -38,13 +39,20 @@ def cache_root() -> Path:
     return Path(os.environ.get("SBIT_CDS_DIR") or Path.home() / ".cache" / "sbit-lakehouse" / "cds")
 
 
-def _jars() -> list[Path]:
+UNOWNED_DAYS = 7      # an archive that names no checkout is kept this long (made before archives did)
+
+
+def _spark_jars() -> Path:
+    """pyspark's jars folder, in this checkout's .venv."""
     import pyspark
 
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def _jars() -> list[Path]:
     from sbit_lib.spark.jars import delta_jars
 
-    spark_jars = sorted((Path(pyspark.__file__).parent / "jars").glob("*.jar"))
-    return spark_jars + list(delta_jars())
+    return sorted(_spark_jars().glob("*.jar")) + list(delta_jars())
 
 
 def fingerprint() -> str:
@@ -62,13 +70,8 @@ def fingerprint() -> str:
 
 
 def _owner() -> str:
-    """The checkout an archive belongs to: the folder of its pyspark jars (in its .venv)."""
-    import pyspark
-
-    return str((Path(pyspark.__file__).parent / "jars").resolve())
-
-
-UNOWNED_DAYS = 7      # an archive that names no checkout is kept this long (made before archives did)
+    """The checkout an archive belongs to: its pyspark jars folder."""
+    return str(_spark_jars().resolve())
 
 
 def claim(archive: Path) -> None:
@@ -121,10 +124,8 @@ def java_option() -> str:
         return ""
     if not path.is_file():
         return ""
-    try:
+    with contextlib.suppress(OSError):
         claim(path)          # an archive made before archives named their checkout: now it does
-    except OSError:
-        pass
     return f"-XX:SharedArchiveFile={path}"
 
 
