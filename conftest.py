@@ -15,18 +15,13 @@ NARRATIVE_GROUP = "narrative-notebooks"
 # and some tests read what an earlier one in the module wrote), except these, whose
 # tests are independent and long.
 INDEPENDENT_MODULES = ("test_restart.py",)
-# Notebook 11 and tests/test_declarative.py both start pyspark's local Spark Connect server,
-# which always takes port 15002: on two workers at once, one run waits for the other's
-# (sbit_lib.declarative.runner.connect_port_lock) and its worker idles. One worker runs both.
-DECLARATIVE = ("tests/test_declarative.py", "notebooks/11-")
-DECLARATIVE_GROUP = "declarative"
 # The longest work starts first, so the two workers finish together (`make test` keeps
 # this order: --no-loadscope-reorder; xdist would otherwise put big groups first and these
-# one-test items last). In CI on 3279af1 the declarative group took about 12 minutes, the
-# narrative notebooks (one group, run in order) about 9.
+# one-test items last). On a quiet machine (2026-12-07) tests/test_declarative.py took 8 minutes,
+# notebook 11 5; in CI on 3279af1 the narrative notebooks (one group, run in order) about 9.
 SLOW_FIRST = (
-    DECLARATIVE_GROUP, NARRATIVE_GROUP, "tests/test_bad_input.py", "tests/test_fault.py", "notebooks/08-",
-    "tests/test_restart.py", "notebooks/09-",
+    "tests/test_declarative.py", NARRATIVE_GROUP, "notebooks/11-", "tests/test_bad_input.py", "tests/test_fault.py",
+    "notebooks/08-", "tests/test_restart.py", "notebooks/09-",
     "tests/test_silver_gold_rules.py", "tests/test_stream_job.py", "notebooks/00-",
 )
 
@@ -47,8 +42,6 @@ def _group(item) -> str | None:
     name = path.rsplit("/", 1)[-1]
     if path.startswith("notebooks/") and name.startswith(NARRATIVE):
         return NARRATIVE_GROUP
-    if path.startswith(DECLARATIVE):
-        return DECLARATIVE_GROUP
     if path.startswith("tests/") and name not in INDEPENDENT_MODULES:
         return name
     return None

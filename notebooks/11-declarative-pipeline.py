@@ -313,7 +313,7 @@ side = pd.DataFrame({
         "a failed flow is retried (twice) before the run fails",
         "sbit declarative run --full-refresh",
         "materialized views recompute every row on every run",
-        "no AUTO CDC into Delta, no expectations, no foreachBatch sink, no course mode, one run at a time",
+        "no AUTO CDC into Delta, no expectations, no foreachBatch sink, no course mode",
         ", ".join(f"set {n} {s:.0f} s" for n, s in declared_s.items()),
     ],
 }, index=["lines of code", "dependency order", "checkpoints", "retries", "full rebuild",

@@ -11,6 +11,10 @@ data, and a full refresh, must leave the same tables.
 
 from __future__ import annotations
 
+import re
+import sys
+from pathlib import Path
+
 import pytest
 
 from sbit_lib.course.config import DECLARATIVE_CHECKPOINTS, Config, ConfigError
@@ -170,21 +174,22 @@ def test_dry_run_takes_no_full_refresh(make_config, capsys):
     assert "a dry run writes nothing" in capsys.readouterr().err
 
 
-def test_a_second_run_on_the_machine_waits_for_spark_connect_s_port(tmp_path, monkeypatch):
-    """pyspark's local Connect server always takes port 15002: runs of two environments wait for each other."""
-    import threading
+def test_two_runs_at_once_on_one_machine_each_get_a_connect_server_of_their_own(make_config):
+    """pyspark's local Connect server always takes port 15002 and its client dials it: two runs at
+    once (a test beside notebook 11, two environments) collided. Each run's server now takes a
+    free port of its own: two dry runs started together both resolve the graph."""
+    import subprocess
 
-    monkeypatch.setenv("SBIT_CONNECT_LOCK", str(tmp_path / "connect.lock"))
-    said, entered = [], threading.Event()
-
-    def second():
-        with runner.connect_port_lock(echo=said.append):
-            entered.set()
-
-    with runner.connect_port_lock():
-        waiting = threading.Thread(target=second)
-        waiting.start()
-        assert not entered.wait(1.0)          # held: the second run has not started
-        assert said == ["Waiting for another declarative run on this machine (Spark Connect's local port 15002) ..."]
-    waiting.join(10)
-    assert entered.is_set()
+    sbit = Path(sys.executable).parent / "sbit"
+    configs = [make_config(f"declared_at_once_{n}") for n in (1, 2)]
+    runs = [subprocess.Popen([str(sbit), "declarative", "dry-run", "--env", c.environment, "--home", str(c.home)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in configs]
+    ready, done = [], []
+    for config, run in zip(configs, runs):
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, f"{config.environment}: {err[-3000:]}"
+        ready.append(float(re.search(r"session ready in ([0-9.]+) s", out).group(1)))
+        done.append(float(re.search(r"Declarative pipeline dry run done in ([0-9.]+) s", out).group(1)))
+    # Both started together: each had its session before either ended (one waiting for the
+    # other's port would have its session only after the other's end).
+    assert max(ready) < min(done), (ready, done)

@@ -2,10 +2,11 @@
 
 What the ``spark-pipelines`` CLI does, from Python, with this project's Spark settings:
 
-1. a Spark Connect session (``spark.api.mode=connect``: a local Connect server in this
-   process's JVM, with the Delta jars of ``sbit_lib.spark``); Spark Declarative Pipelines run
-   only over Connect, so this process cannot also hold a classic session (the notebooks'
-   and tests' one): run it as its own process (``sbit declarative run``);
+1. a Spark Connect session on a Connect server in this process's JVM (with the Delta jars of
+   ``sbit_lib.spark``, on a free loopback port: runs of several environments at once do not
+   collide); Spark Declarative Pipelines run only over Connect, and the server needs a JVM
+   started with it, so this process cannot also hold the notebooks' and tests' classic
+   session: run it as its own process (``sbit declarative run``);
 2. the environment's database, whose tables live where the hand-built pipeline keeps its
    own (``<data zone>/delta/<table>``), and the tables earlier runs made, registered again:
    the catalog is in memory and starts empty in each process;
@@ -21,14 +22,12 @@ refused: its watermarked gold aggregation has no declarative equivalent here.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import os
 import re
+import secrets
 import sys
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,50 +113,55 @@ def pipeline_spec(config: Config):
 
 
 def connect_session(config: Config, spec):
-    """A Spark Connect session with this project's settings (Delta, Java, UI, memory) and the spec's."""
+    """A Spark Connect session with this project's settings (Delta, Java, UI, memory) and the spec's,
+    on a Connect server of this run's own: ``(connect session, the server's classic session)``.
+
+    The server is what pyspark's ``remote("local")`` starts (a classic session with the Connect
+    plugin, in this process's JVM), with two differences: the system picks a free port (pyspark's
+    local mode always takes 15002 and dials it, so two runs on one machine at once, say a test
+    beside notebook 11, collided) and the server listens on the loopback address only. A token
+    of the run's own keeps other local processes out, as pyspark's local mode does.
+    """
+    from pyspark.sql import SparkSession
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
     from sbit_lib.spark.java import ensure_java_home
     from sbit_lib.spark.session import _builder, shuffle_partitions_setting
 
+    if SparkSession.getActiveSession() is not None:
+        raise RuntimeError("this process holds a Spark session already; the declarative pipeline's Connect "
+                           "server needs a JVM of its own: run it as `sbit declarative run` (a new process)")
     ensure_java_home()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    token = secrets.token_hex(16)
     partitions = shuffle_partitions_setting() or str(os.cpu_count() or 2)   # one per core, as spark_session does locally
-    builder = (_builder(f"sbit-declarative-{config.environment}", config.spark_master, config.spark_ui,
-                        str(config.home / "spark-warehouse"))
-               .config("spark.api.mode", "connect")
-               # Tables without a format are Delta. Naming it (format="delta") fails every run after the
-               # first in Spark 4.2 + Delta 4.4: DELTA_CANNOT_CHANGE_PROVIDER (docs/declarative.md).
-               .config("spark.sql.sources.default", "delta")
-               .config("spark.sql.shuffle.partitions", partitions)
-               .config("spark.sql.connect.serverStacktrace.enabled", "false"))
-    with warnings.catch_warnings():
-        # The Connect client sets every builder option again on the running server and warns for
-        # each one that can only be set at start (spark.jars, ...): they were, by the same builder.
-        warnings.filterwarnings("ignore", message="Failed to set", category=UserWarning)
-        spark = builder.getOrCreate()
-    for key, value in spec.configuration.items():      # the sbit.* settings the definitions read
+    session_settings = {
+        # Tables without a format are Delta. Naming it (format="delta") fails every run after the
+        # first in Spark 4.2 + Delta 4.4: DELTA_CANNOT_CHANGE_PROVIDER (docs/declarative.md).
+        "spark.sql.sources.default": "delta",
+        "spark.sql.shuffle.partitions": partitions,
+        "spark.sql.connect.serverStacktrace.enabled": "false",
+    }
+    builder = _builder(f"sbit-declarative-{config.environment}", config.spark_master, config.spark_ui,
+                       str(config.home / "spark-warehouse"))
+    for key, value in {**session_settings,
+                       "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+                       "spark.connect.grpc.binding.address": "127.0.0.1",
+                       "spark.connect.grpc.binding.port": "0",                # a free one, chosen by the system
+                       "spark.connect.authenticate.token": token,
+                       # what pyspark's local mode sets for its server
+                       "spark.sql.artifact.isolation.enabled": "true",
+                       "spark.sql.artifact.isolation.alwaysApplyClassloader": "true"}.items():
+        builder = builder.config(key, value)
+    server = builder.getOrCreate()
+    service = getattr(server._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$")
+    port = getattr(service, "MODULE$").localPort()
+    # From here on pyspark's functions build Connect columns, as after pyspark's own remote("local").
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    spark = ConnectSession.builder.remote(f"sc://localhost:{port}/;token={token}").getOrCreate()
+    for key, value in {**session_settings, **spec.configuration}.items():   # and the sbit.* settings the definitions read
         spark.conf.set(key, value)
-    return spark
-
-
-@contextlib.contextmanager
-def connect_port_lock(echo=print):
-    """Hold the machine's one local Spark Connect port while a run uses it.
-
-    pyspark starts a local Connect server on port 15002 and its client dials 15002, always: a
-    second run on this machine at the same time (another environment, a test beside a notebook)
-    would fail to bind, or dial the first run's server. Runs wait for each other instead.
-    """
-    path = Path(os.environ.get("SBIT_CONNECT_LOCK", Path(tempfile.gettempdir()) / "sbit-spark-connect-15002.lock"))
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            echo("Waiting for another declarative run on this machine (Spark Connect's local port 15002) ...")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return spark, server
 
 
 def register_existing(spark, config: Config) -> list[str]:
@@ -275,15 +279,13 @@ def run(config: Config, full_refresh: bool = False, dry_run: bool = False, echo=
         for table in BRONZE_SOURCES:     # a file source needs its folder, even empty (as in 04-bronze)
             config.landing_zone.joinpath(table).mkdir(parents=True, exist_ok=True)
         spec = pipeline_spec(config)
-        stack.enter_context(connect_port_lock(echo))        # released after spark.stop()
-        spark = connect_session(config, spec)
+        spark, server = connect_session(config, spec)
+        stack.callback(server.stop)               # after spark.stop(): the client first, then its server
         result.start_up_s = time.monotonic() - began
         if lock is not None:
-            # The local Connect server runs in this process's JVM, under a classic session pyspark
-            # made for it: its pid lets a run after a SIGKILL wait for the JVM (sbit_lib.spark.runlock).
-            from pyspark.sql import SparkSession
-
-            lock.record_jvm(SparkSession._instantiatedSession)
+            # The Connect server runs in this process's JVM: its pid lets a run after a SIGKILL wait
+            # for the JVM (sbit_lib.spark.runlock).
+            lock.record_jvm(server)
         try:
             register_existing(spark, config)
             graph_id = create_dataflow_graph(spark, default_catalog=spec.catalog, default_database=spec.database,
