@@ -17,8 +17,8 @@ NARRATIVE_GROUP = "narrative-notebooks"
 INDEPENDENT_MODULES = ("test_restart.py",)
 # The longest work starts first, so the two workers finish together (`make test` keeps
 # this order: --no-loadscope-reorder; xdist would otherwise put big groups first and these
-# one-test items last). On a quiet machine (2026-12-07) tests/test_declarative.py took 8 minutes,
-# notebook 11 5; in CI on 3279af1 the narrative notebooks (one group, run in order) about 9.
+# one-test items last). In CI on 3a756fc (2026-12-07): tests/test_declarative.py about 10 minutes,
+# the narrative notebooks (one group, run in order) 11, notebook 11 5.6.
 SLOW_FIRST = (
     "tests/test_declarative.py", NARRATIVE_GROUP, "notebooks/11-", "tests/test_bad_input.py", "tests/test_fault.py",
     "notebooks/08-", "tests/test_restart.py", "notebooks/09-",

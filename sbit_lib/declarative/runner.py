@@ -158,6 +158,7 @@ def connect_session(config: Config, spec):
     port = getattr(service, "MODULE$").localPort()
     # From here on pyspark's functions build Connect columns, as after pyspark's own remote("local").
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    # "localhost", not 127.0.0.1: pyspark sends a token over a channel without TLS to localhost only.
     spark = ConnectSession.builder.remote(f"sc://localhost:{port}/;token={token}").getOrCreate()
     for key, value in {**session_settings, **spec.configuration}.items():   # and the sbit.* settings the definitions read
         spark.conf.set(key, value)
@@ -279,6 +280,7 @@ def run(config: Config, full_refresh: bool = False, dry_run: bool = False, echo=
         for table in BRONZE_SOURCES:     # a file source needs its folder, even empty (as in 04-bronze)
             config.landing_zone.joinpath(table).mkdir(parents=True, exist_ok=True)
         spec = pipeline_spec(config)
+        stack.callback(os.environ.pop, "SPARK_CONNECT_MODE_ENABLED", None)    # set by connect_session
         spark, server = connect_session(config, spec)
         stack.callback(server.stop)               # after spark.stop(): the client first, then its server
         result.start_up_s = time.monotonic() - began
