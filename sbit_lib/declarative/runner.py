@@ -120,7 +120,7 @@ def connect_session(config: Config, spec):
     plugin, in this process's JVM), with two differences: the system picks a free port (pyspark's
     local mode always takes 15002 and dials it, so two runs on one machine at once, say a test
     beside notebook 11, collided) and the server listens on the loopback address only. A token
-    of the run's own keeps other local processes out, as pyspark's local mode does.
+    of the run's own keeps other local processes out, as in pyspark's local mode.
     """
     from pyspark.sql import SparkSession
     from pyspark.sql.connect.session import SparkSession as ConnectSession
@@ -133,7 +133,9 @@ def connect_session(config: Config, spec):
                            "server needs a JVM of its own: run it as `sbit declarative run` (a new process)")
     ensure_java_home()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    token = secrets.token_hex(16)
+    # The server reads its token from the environment the JVM starts with (a --conf would show it
+    # in the process list); the first run of a process sets it, later ones share its JVM and token.
+    token = os.environ.setdefault("SPARK_CONNECT_AUTHENTICATE_TOKEN", secrets.token_hex(16))
     partitions = shuffle_partitions_setting() or str(os.cpu_count() or 2)   # one per core, as spark_session does locally
     session_settings = {
         # Tables without a format are Delta. Naming it (format="delta") fails every run after the
@@ -148,7 +150,6 @@ def connect_session(config: Config, spec):
                        "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
                        "spark.connect.grpc.binding.address": "127.0.0.1",
                        "spark.connect.grpc.binding.port": "0",                # a free one, chosen by the system
-                       "spark.connect.authenticate.token": token,
                        # what pyspark's local mode sets for its server
                        "spark.sql.artifact.isolation.enabled": "true",
                        "spark.sql.artifact.isolation.alwaysApplyClassloader": "true"}.items():
