@@ -50,12 +50,15 @@ def make_config(lakehouse_home, test_data):
     return make
 
 
+# The `sbit` console script of this interpreter's environment.
+SBIT = Path(sys.executable).parent / "sbit"
+
+
 def sbit_cli(*args: str, env: dict | None = None, timeout: int = 300):
     """Run the `sbit` console script in a separate process; return the CompletedProcess."""
     import subprocess
 
-    sbit = Path(sys.executable).parent / "sbit"
-    return subprocess.run([str(sbit), *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([str(SBIT), *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
 

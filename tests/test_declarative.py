@@ -12,8 +12,6 @@ data, and a full refresh, must leave the same tables.
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +23,7 @@ from sbit_lib.ops.fault import make_data
 from sbit_lib.testing.expectations import Expectations
 from sbit_lib.testing.reference import write_expectations
 from sbit_lib.testing.validation import fingerprint
-from tests.conftest import sbit_cli
+from tests.conftest import SBIT, sbit_cli
 
 pytestmark = pytest.mark.slow
 
@@ -180,9 +178,8 @@ def test_two_runs_at_once_on_one_machine_each_get_a_connect_server_of_their_own(
     free port of its own: two dry runs started together both resolve the graph."""
     import subprocess
 
-    sbit = Path(sys.executable).parent / "sbit"
     configs = [make_config(f"declared_at_once_{n}") for n in (1, 2)]
-    runs = [subprocess.Popen([str(sbit), "declarative", "dry-run", "--env", c.environment, "--home", str(c.home)],
+    runs = [subprocess.Popen([str(SBIT), "declarative", "dry-run", "--env", c.environment, "--home", str(c.home)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in configs]
     ready, done = [], []
     for config, run in zip(configs, runs):

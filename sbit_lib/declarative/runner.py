@@ -137,23 +137,20 @@ def connect_session(config: Config, spec):
     # in the process list); the first run of a process sets it, later ones share its JVM and token.
     token = os.environ.setdefault("SPARK_CONNECT_AUTHENTICATE_TOKEN", secrets.token_hex(16))
     partitions = shuffle_partitions_setting() or str(os.cpu_count() or 2)   # one per core, as spark_session does locally
-    session_settings = {
+    builder = _builder(f"sbit-declarative-{config.environment}", config.spark_master, config.spark_ui,
+                       str(config.home / "spark-warehouse")).config(map={
         # Tables without a format are Delta. Naming it (format="delta") fails every run after the
         # first in Spark 4.2 + Delta 4.4: DELTA_CANNOT_CHANGE_PROVIDER (docs/declarative.md).
         "spark.sql.sources.default": "delta",
         "spark.sql.shuffle.partitions": partitions,
         "spark.sql.connect.serverStacktrace.enabled": "false",
-    }
-    builder = _builder(f"sbit-declarative-{config.environment}", config.spark_master, config.spark_ui,
-                       str(config.home / "spark-warehouse"))
-    for key, value in {**session_settings,
-                       "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
-                       "spark.connect.grpc.binding.address": "127.0.0.1",
-                       "spark.connect.grpc.binding.port": "0",                # a free one, chosen by the system
-                       # what pyspark's local mode sets for its server
-                       "spark.sql.artifact.isolation.enabled": "true",
-                       "spark.sql.artifact.isolation.alwaysApplyClassloader": "true"}.items():
-        builder = builder.config(key, value)
+        "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": "0",                # a free one, chosen by the system
+        # what pyspark's local mode sets for its server
+        "spark.sql.artifact.isolation.enabled": "true",
+        "spark.sql.artifact.isolation.alwaysApplyClassloader": "true",
+    })
     server = builder.getOrCreate()
     service = getattr(server._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$")
     port = getattr(service, "MODULE$").localPort()
@@ -161,7 +158,9 @@ def connect_session(config: Config, spec):
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
     # "localhost", not 127.0.0.1: pyspark sends a token over a channel without TLS to localhost only.
     spark = ConnectSession.builder.remote(f"sc://localhost:{port}/;token={token}").getOrCreate()
-    for key, value in {**session_settings, **spec.configuration}.items():   # and the sbit.* settings the definitions read
+    # The client's session starts with the server's settings above; it adds the sbit.* ones the
+    # definitions read.
+    for key, value in spec.configuration.items():
         spark.conf.set(key, value)
     return spark, server
 
