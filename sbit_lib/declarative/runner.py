@@ -152,16 +152,25 @@ def connect_session(config: Config, spec):
         "spark.sql.artifact.isolation.alwaysApplyClassloader": "true",
     })
     server = builder.getOrCreate()
-    service = getattr(server._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$")
-    port = getattr(service, "MODULE$").localPort()
-    # From here on pyspark's functions build Connect columns, as after pyspark's own remote("local").
-    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
-    # "localhost", not 127.0.0.1: pyspark sends a token over a channel without TLS to localhost only.
-    spark = ConnectSession.builder.remote(f"sc://localhost:{port}/;token={token}").getOrCreate()
-    # The client's session starts with the server's settings above; it adds the sbit.* ones the
-    # definitions read.
-    for key, value in spec.configuration.items():
-        spark.conf.set(key, value)
+    spark = None
+    try:
+        service = getattr(server._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$")
+        port = getattr(service, "MODULE$").localPort()
+        # From here on pyspark's functions build Connect columns, as after pyspark's own remote("local").
+        os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+        # "localhost", not 127.0.0.1: pyspark sends a token over a channel without TLS to localhost only.
+        spark = ConnectSession.builder.remote(f"sc://localhost:{port}/;token={token}").getOrCreate()
+        # The client's session starts with the server's settings above; it adds the sbit.* ones the
+        # definitions read (a setting the server refuses fails the run here).
+        for key, value in spec.configuration.items():
+            spark.conf.set(key, value)
+    except BaseException:
+        # The caller gets nothing to stop: undo what this function started, the client first.
+        if spark is not None:
+            spark.stop()
+        os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+        server.stop()
+        raise
     return spark, server
 
 
