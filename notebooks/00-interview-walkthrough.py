@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 00 · Interview walkthrough
 #
-# The course's thirty interview questions (`interview-questions.md` of the shared docs), in the
+# The course's thirty interview questions (listed in `docs/interview-questions.md`), in the
 # course's order, answered from **this project's code**; then five questions only this project
 # can answer, and a five-minute pitch.
 #

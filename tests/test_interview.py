@@ -1,8 +1,9 @@
 """The interview walkthrough answers every question of the course's list, the way it is said aloud.
 
-The course's questions are read from the shared docs, ``../shared/docs/interview-questions.md``
-beside the repository (one numbered line per question); a missing file fails the test. The
-walkthrough (the committed notebook; nbmake executes it separately) gives each question a heading
+The course's questions are read from the project's list, ``docs/interview-questions.md`` (one
+numbered line per question, in the project's words; nothing outside the repository is read);
+a missing or unnumbered list fails the test with a message saying so. The walkthrough (the
+committed notebook; nbmake executes it separately) gives each question a heading
 ``## Q<n>. <the question> (course Q<k>)``, then an answer cell opening with the spoken answer
 (``**Say:** "..."``) followed by the detail, then its proof: code cells written out in the
 notebook, a few lines each, not calls into ``sbit_lib.teaching.lessons``. The project's own
@@ -21,7 +22,8 @@ import pytest
 from sbit_lib.course.config import PROJECT_ROOT
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "00-interview-walkthrough.ipynb"
-COURSE_QUESTIONS = PROJECT_ROOT.parent / "shared" / "docs" / "interview-questions.md"
+COURSE_QUESTIONS = PROJECT_ROOT / "docs" / "interview-questions.md"
+COURSE_QUESTION_COUNT = 30        # the notebook's introduction promises thirty
 
 # The questions only this project can answer: (topic, a pattern its heading must match).
 PROJECT_QUESTIONS = [
@@ -44,8 +46,8 @@ _STOPWORDS = {"the", "and", "for", "what", "does", "how", "you", "are", "its", "
 def read_course_questions(path: Path = COURSE_QUESTIONS) -> dict[int, str]:
     """{number: question} of the course's list; fails the calling test when the file is missing or empty."""
     if not path.is_file():
-        pytest.fail(f"the course's interview questions are missing: {path} is not there. The shared docs "
-                    "belong beside the repository (../shared/docs/interview-questions.md), as in CI.")
+        pytest.fail(f"the course's interview questions are missing: {path} is not there. The project "
+                    "keeps them in docs/interview-questions.md, one numbered line per question.")
     questions = {int(n): text.strip() for n, text in re.findall(r"^(\d+)\.\s+(.+)$", path.read_text(), re.M)}
     if sorted(questions) != list(range(1, len(questions) + 1)) or not questions:
         pytest.fail(f"{path}: want questions numbered 1, 2, 3, ... one per line, got {sorted(questions)}")
@@ -155,9 +157,10 @@ def cells():
     return nbformat.read(NOTEBOOK, as_version=4).cells
 
 
-def test_the_course_questions_are_read_from_the_shared_docs():
+def test_the_course_questions_are_read_from_the_projects_own_list():
+    assert COURSE_QUESTIONS.resolve().is_relative_to(PROJECT_ROOT.resolve()), "read nothing outside the repository"
     course = read_course_questions()
-    assert len(course) >= 30, f"{COURSE_QUESTIONS} lists {len(course)} questions"
+    assert len(course) == COURSE_QUESTION_COUNT, f"{COURSE_QUESTIONS} lists {len(course)} questions"
     assert all(words(text) for text in course.values())
 
 

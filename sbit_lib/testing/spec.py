@@ -1,8 +1,10 @@
-"""The tables the checks expect, as ``../shared/docs/pipeline-spec.md`` states them.
+"""The tables the checks expect, as ``docs/pipeline-spec.md`` states them.
 
 This is the checks' own statement of the spec, written from the spec's text, not imported
 from the pipeline's table definitions (:mod:`sbit_lib.course.tables`): a wrong column type
-there then fails a test (``tests/test_spec.py``) instead of being "expected" too.
+there then fails a test (``tests/test_spec.py``) instead of being "expected" too. The same
+test parses the doc's ``columns`` blocks and ``Key:`` lines and compares them with
+``SCHEMAS`` and ``KEYS``, so the doc and this module change together.
 
 Types are Spark SQL type names, lower case; columns in the spec's order.
 """
