@@ -12,6 +12,9 @@ import pytest
 
 from sbit_lib.ops.cluster import LOOPBACK, ClusterError, LocalCluster
 
+# The long tail (`make test-full`): a master and two workers are three more JVMs.
+pytestmark = pytest.mark.full
+
 # A separate process: the test process already has its (local) SparkSession.
 CLIENT = r"""
 import json, sys

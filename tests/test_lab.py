@@ -1,9 +1,10 @@
 """`make lab` the way a learner uses it: JupyterLab started with the Makefile's own command at the
 repository root, its start page checked, notebooks/01-config.ipynb opened in headless Chromium
 (a screenshot kept in build/lab/) and run cell by cell on the project's kernel through the
-server's kernel API, against a temporary lakehouse. The server and its kernels are always stopped.
+server's kernel API up to its Spark session (nbmake runs all of it), against a temporary lakehouse.
+The server and its kernels are always stopped.
 
-Needs Debian's `chromium` package (.ci/run installs it); without it this test fails, never skips."""
+Needs Debian's `chromium` package (`make test` installs it, as root); without it this test fails, never skips."""
 
 from __future__ import annotations
 
@@ -289,7 +290,7 @@ def test_chromium_shows_the_notebook_rendered_by_jupyterlab_and_a_screenshot_is_
     executable = shutil.which("chromium")
     if executable is None:
         pytest.fail("headless Chromium is needed to open `make lab` as a learner does: install Debian's "
-                    f"`chromium` package ({CHROMIUM_INSTALL}; .ci/run does this)", pytrace=False)
+                    f"`chromium` package ({CHROMIUM_INSTALL}; `make browser` does this)", pytrace=False)
     url = f"{lab.base}/lab/tree/{NOTEBOOK}?token={lab.token}"
     heading = first_heading(PROJECT_ROOT / NOTEBOOK.replace(".ipynb", ".py"))
     display_name = nbformat.read(PROJECT_ROOT / NOTEBOOK, as_version=4).metadata.kernelspec.display_name
@@ -417,11 +418,16 @@ def run_cells(lab: Lab, path: str, sources: list[str], timeout_s: float) -> list
 
 
 def test_the_notebook_runs_cell_by_cell_on_the_servers_kernel_against_a_temporary_lakehouse(lab):
+    # nbmake runs the whole notebook, Spark included: here its cells up to the Spark session run on
+    # the kernel the server started, which is what this test adds (the server's environment reaches
+    # the learner's kernel) without starting a second JVM for the same cells.
     notebook = nbformat.read(PROJECT_ROOT / NOTEBOOK, as_version=4)
     sources = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
     assert sources, f"{NOTEBOOK} has no code cells"
+    spark_cell = next((i for i, source in enumerate(sources) if "get_spark(" in source), None)
+    assert spark_cell, f"{NOTEBOOK}: no cell starts the Spark session with get_spark(...)"
     timeout_s = notebook.metadata.get("execution", {}).get("timeout", CELL_TIMEOUT_S)
     probe = "import os\nprint(os.environ['SBIT_HOME'])\nprint(config.home)"
-    printed = run_cells(lab, NOTEBOOK, [*sources, probe], timeout_s)
+    printed = run_cells(lab, NOTEBOOK, [*sources[:spark_cell], probe], timeout_s)
     # the kernel ran with the server's environment: the temporary lakehouse, not ./lakehouse
     assert printed[-1].split() == [str(lab.home), str(lab.home)], printed[-1]

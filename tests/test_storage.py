@@ -126,8 +126,8 @@ def test_setup_producer_and_cleanup_work_on_zones_given_as_file_urls(spark, make
     assert Producer(config).produce(1) == []        # landing again changes nothing
     Producer(config).validate(1)                    # counts records through the layer
 
-    # The pipeline on URL zones: tests/test_silver_gold_rules.py runs its two sets (and clean-up)
-    # on file:// zones; a run of the course's set 1 here took 138 s of CI on 09c0dba.
+    # The pipeline itself on URL zones is tests/test_silver_gold_rules.py's: its two sets and
+    # clean-up run on file:// zones, on small data.
 
     # A crashed write's leftover in a checkpoint log is found and removed through the layer;
     # the log's real entries stay.
