@@ -1,6 +1,9 @@
 """Settings for every pytest run, tests and notebooks (nbmake) alike: a fresh SBIT_HOME under
 pytest's temporary folder (so no run touches ./lakehouse), the Spark UI off, and the order
-and grouping that let `make test` run on two pytest-xdist workers (`-n 2 --dist loadgroup`)."""
+and grouping that let `make test` run on two pytest-xdist workers (`-n 2 --dist loadgroup`).
+
+Two tiers: `make test` deselects the items marked `full` (the long tail); `make test-full`
+runs them after the fast tier."""
 
 import os
 
@@ -17,11 +20,10 @@ NARRATIVE_GROUP = "narrative-notebooks"
 INDEPENDENT_MODULES = ("test_restart.py",)
 # The longest work starts first, so the two workers finish together (`make test` keeps
 # this order: --no-loadscope-reorder; xdist would otherwise put big groups first and these
-# one-test items last). In CI on 3a756fc (2026-12-07): tests/test_declarative.py about 10 minutes,
-# the narrative notebooks (one group, run in order) 11, notebook 11 5.6.
+# one-test items last). The narrative notebooks are one group run in order, the longest chain.
 SLOW_FIRST = (
-    "tests/test_declarative.py", NARRATIVE_GROUP, "notebooks/11-", "tests/test_bad_input.py", "tests/test_fault.py",
-    "notebooks/08-", "tests/test_restart.py", "notebooks/09-",
+    NARRATIVE_GROUP, "notebooks/11-", "tests/test_fault.py", "tests/test_bad_input.py", "tests/test_declarative.py",
+    "notebooks/08-", "notebooks/09-", "tests/test_restart.py",
     "tests/test_silver_gold_rules.py", "tests/test_stream_job.py", "notebooks/00-",
 )
 
@@ -62,12 +64,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
 
 
-# What the notebooks cost a user who runs them all (issue: performance): the time of every
-# nbmake item, added up and printed at the end of the run. Under xdist the reports reach
-# the controller, so this sums both workers' notebooks.
+# What the notebooks cost a user who runs them all: the time of every nbmake item, added up
+# and printed at the end of the run. Under xdist the reports reach the controller, so this
+# sums both workers' notebooks.
 _NOTEBOOK_SECONDS: dict[str, float] = {}
 # And what each xdist worker spent in tests (set-up, call, tear-down): CI's wall time is the
-# busier worker's, so a change that grows one worker only is seen here (issue: CI time).
+# busier worker's, so a change that grows one worker only is seen here.
 _WORKER_SECONDS: dict[str, float] = {}
 
 
