@@ -1,7 +1,7 @@
 """The benchmark's single-machine comparison: DuckDB computing the silver and gold tables.
 
-``make bench`` (:mod:`sbit_lib.ops.bench`, figure 10) sets the pipeline's time for one
-set end to end next to what a single-machine engine needs for the same tables, in the
+``make bench`` (:mod:`sbit_lib.ops.bench`, the engine ratio) sets the pipeline's time for
+one set end to end next to what a single-machine engine needs for the same tables, in the
 same run: an in-memory DuckDB reading the landing files directly (``read_csv`` /
 ``read_json``) and materialising every silver and gold table of **default mode**
 (``CREATE TABLE ... AS``, one SQL statement per table) after sets 1..n.

@@ -6,9 +6,8 @@ the session start to the first Delta write). Every notebook, papermill run, CLI
 command and test process pays it. Java 13+ can write the classes a run loaded into an
 archive when that JVM exits (``-XX:ArchiveClassesAtExit``) and map the archive into
 later JVMs (``-XX:SharedArchiveFile``), which then skip parsing and verifying them.
-Measured on 2 cores, 3 alternating runs each: session start 9.0-10.1 s -> 5.4-5.8 s,
-first Delta write 8.5-10.0 s -> 5.3-5.7 s; a new process to its first Delta write
-(``make bench``, figure 7) 24.7 s -> 13.9 s.
+On 2 cores, alternating runs with and without it, the session starts and reaches its
+first Delta write in a little over half the time.
 
 ``make setup`` runs ``sbit cds`` once: a short training run (``sbit_lib.ops.cds``) in a new JVM (set-up of a
 throw-away environment, one small set through every layer, a stream and a MERGE), whose

@@ -33,8 +33,7 @@ def _builder(app_name: str, master: str, ui: bool, warehouse_dir: str) -> SparkS
     # half the time. SBIT_JAVA_OPTIONS="" restores the JVM's default tiered compilation.
     extra = os.environ.get("SBIT_JAVA_OPTIONS", DEFAULT_JAVA_OPTIONS)
     # The class-data archive `make setup` made for this JDK and these jars, if any
-    # (sbit_lib/spark/cds.py): a new process reached its first Delta write in 14 s instead of
-    # 25 s on 2 cores (make bench, figure 7).
+    # (sbit_lib/spark/cds.py): a new process reaches its first Delta write in about half the time.
     java_opts = f"-Dlog4j2.configurationFile=file:{log4j} {extra} {cds.java_option()}".strip()
     builder = (
         SparkSession.builder.appName(app_name)
