@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run demo stream-test fault-test test bench cluster-test lab notebooks jars data clean clean-lakehouse lock
+.PHONY: help setup browser run demo stream-test fault-test test test-full bench cluster-test lab notebooks jars data clean clean-lakehouse lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,10 +29,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) ## create .venv, pin packages, find Java, fetch Delta jars, generate test data, class-data archive
 	$(BIN)/sbit jars
-	@# The test data (Python, about 30 s) beside the class-data archive's training run (a JVM,
-	@# on data of its own): up to those 30 s sooner (one clean clone: 134 s against 170 s one
-	@# after the other). Ctrl-C stops the training run; the trap stops the test data, which as
-	@# a background job would ignore it. Either one failing fails the target.
+	@# The test data (Python) is made beside the class-data archive's training run (a JVM, on
+	@# data of its own), so set-up waits for the longer of the two, not their sum. Ctrl-C stops the
+	@# training run; the trap stops the test data, which as a background job would ignore it.
+	@# Either one failing fails the target.
 	$(BIN)/sbit prepare-data & data=$$!; trap 'kill $$data 2>/dev/null' INT TERM; \
 	  $(BIN)/sbit cds; cds=$$?; wait $$data && exit $$cds
 
@@ -53,10 +53,30 @@ fault-test: setup ## kill `sbit run` with SIGKILL at random moments, run again, 
 demo: setup ## quicker: set 1 through every layer in one process (sbit demo)
 	$(BIN)/sbit demo
 
-test: setup ## run the test suite and every notebook (real Spark, real Delta), on two workers
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+# tests/test_lab.py opens `make lab` in headless Chromium: Debian's `chromium` package.
+browser: ## install Debian's chromium for tests/test_lab.py if it is missing (needs root or sudo)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then as_root=""; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root="sudo"; \
+	  else echo "error: tests/test_lab.py needs Debian's chromium, and installing it needs root:" \
+	    "run  sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium" >&2; exit 1; fi; \
+	  echo "Installing Debian's chromium for tests/test_lab.py (about a minute) ..."; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$as_root apt-get update -qq && $$as_root apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-bench: setup ## the benchmark: ten figures with their targets, written to build/bench/ (long: it runs the pipeline many times)
+# The fast tier: everything that proves the pipeline correct, on small data (CI runs this).
+# The calibration line first says how fast this machine is today, to read the times against.
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+test: setup browser ## the fast tier: the test suite and every notebook (real Spark, real Delta), two workers
+	$(BIN)/python -m sbit_lib.ops.bench --calibrate
+	$(PYTEST) -m "not full" $(PYTEST_ARGS)
+
+test-full: ## the fast tier, then the long tail (every kill test, 20 fault trials, declarative reruns, cluster, bench smoke)
+	$(MAKE) test
+	$(PYTEST) -m full $(PYTEST_ARGS)
+	$(BIN)/python -m sbit_lib.ops.bench --smoke
+
+bench: setup ## what a user waits for, as ratios to a plain Spark batch timed in the same run, vs docs/performance.md (build/bench/)
 	$(BIN)/python -m sbit_lib.ops.bench $(BENCH_ARGS)
 
 cluster-test: setup ## the batch test's sets 1-2 locally and on a local standalone cluster (master + 2 workers), same tables
