@@ -6,12 +6,23 @@ course's data, landed together: heart rate thinned as in the fault test, and a f
 CSV line, lines that are not JSON, records silver rejects) so the quarantine and the rejects
 flows write rows. The tables are read here and compared with the expected results, computed
 from the same files without Spark (sbit_lib/testing/reference.py). Then a run with no new
-data, and a full refresh, must leave the same tables.
+data, and a full refresh, must leave the same tables. Those three runs are the full tier
+(`make test-full`); the fast tier's declarative run is notebook 11's (under nbmake), checked
+against the same expected results. The three run one after another in one Python process, each
+through `cli.main` as the `sbit` script runs it: the runner starts its Connect server again in the
+JVM the first run started, sparing the later runs a JVM's start-up.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -23,9 +34,6 @@ from sbit_lib.ops.fault import make_data
 from sbit_lib.testing.expectations import Expectations
 from sbit_lib.testing.reference import write_expectations
 from sbit_lib.testing.validation import fingerprint
-from tests.conftest import SBIT, sbit_cli
-
-pytestmark = pytest.mark.slow
 
 # Flows per run: a flow per dataset, except quarantine_bz (3 append flows, one per source) and
 # rejects_sv (5, one per wave-1 silver table): 16 - 2 + 3 + 5.
@@ -44,12 +52,69 @@ BAD_LINES = [
 ]
 
 
-def declarative(config, *args: str):
-    done = sbit_cli("declarative", "run", *args, "--env", config.environment, "--home", str(config.home),
-                    "--test-data", str(config.test_data), "--as-of", config.as_of.isoformat(), timeout=900)
-    assert done.returncode == 0, f"sbit declarative run {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    assert "Run is COMPLETED" in done.stdout, done.stdout
-    return done.stdout
+# A Python process that runs `sbit` commands one after another (each line of its stdin: the
+# command's arguments as a JSON list), as `cli.main` does for the console script, and ends each
+# command's output with a line `END <exit code>`.
+_SBIT_COMMANDS = """
+import json, sys
+from sbit_lib.ops import cli
+for line in sys.stdin:
+    code = cli.main(json.loads(line))
+    print(f"\\nEND {code}", flush=True)
+"""
+
+
+class DeclarativeRuns:
+    """`sbit declarative run`s in one Python process: the first starts the JVM, the next ones reuse it."""
+
+    def __init__(self, config: Config, log: Path):
+        self.config, self.log = config, log
+        self._stderr = log.open("w")
+        self.process = subprocess.Popen([sys.executable, "-c", _SBIT_COMMANDS], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)                       # the process has ended
+
+    def run(self, *args: str, timeout_s: float = 900) -> str:
+        """`sbit declarative run *args` in the environment; its stdout, once it has completed."""
+        config = self.config
+        command = ["declarative", "run", *args, "--env", config.environment, "--home", str(config.home),
+                   "--test-data", str(config.test_data), "--as-of", config.as_of.isoformat()]
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        output, deadline = [], time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                raise AssertionError(f"sbit {' '.join(command[:3])} did not end within {timeout_s:.0f} s:\n"
+                                     f"{''.join(output)}\n{self._log_tail()}") from None
+            if line is None or line.startswith("END "):
+                break
+            output.append(line)
+        stdout, ended = "".join(output), (line or "the process died").strip()
+        assert ended == "END 0", f"sbit {' '.join(command[:3])} failed ({ended}):\n{stdout}\n{self._log_tail()}"
+        assert "Run is COMPLETED" in stdout, stdout
+        return stdout
+
+    def _log_tail(self) -> str:
+        self._stderr.flush()
+        return self.log.read_text()[-3000:]
+
+    def close(self) -> None:
+        self.process.stdin.close()                  # the loop ends, the process (and its JVM) exits
+        try:
+            self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=60)
+        self._stderr.close()
 
 
 def versions(spark, config) -> dict[str, int]:
@@ -82,9 +147,11 @@ def changed_tables(spark, config, before: dict[str, int]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def after_sets_1_and_2(spark, lakehouse_home, test_data, tmp_path_factory):
+    """(config, the first run's output, the process that runs the module's runs) after one run over sets 1-2."""
     # The fault test's small sets 1-2: the course's files, heart rate cut to one reading per 15 s
     # (still every workout, late, duplicate and invalid reading), expected results from the
-    # reference. Four runs on the full files took 8.6 minutes; notebook 11 runs the full set 1.
+    # reference: each run is mostly fixed cost, so small data keeps it short; notebook 11 runs the
+    # full set 1.
     data = make_data(tmp_path_factory.mktemp("declarative-data"), source=test_data)
     for name, line in BAD_LINES:
         text = (data / name).read_text()
@@ -98,13 +165,18 @@ def after_sets_1_and_2(spark, lakehouse_home, test_data, tmp_path_factory):
     # and CI time is budgeted. Set 2 run after set 1 is what notebook 11 does with its default sets=2.
     Producer(config).produce(1)
     Producer(config).produce(2)
-    output = declarative(config)
-    runner.register_existing(spark, config)
-    return config, output
+    runs = DeclarativeRuns(config, tmp_path_factory.mktemp("declarative-runs") / "stderr.log")
+    try:
+        output = runs.run()
+        runner.register_existing(spark, config)
+        yield config, output, runs
+    finally:
+        runs.close()
 
 
+@pytest.mark.full
 def test_after_sets_1_and_2_every_table_equals_the_expected_results(spark, after_sets_1_and_2):
-    config, output = after_sets_1_and_2
+    config, output, _ = after_sets_1_and_2
     # `sbit validate 2`, as a user checks it: the landing zone, then every layer
     assert cli.main(["validate", "2", "--env", config.environment, "--home", str(config.home),
                      "--test-data", str(config.test_data), "--as-of", config.as_of.isoformat()]) == 0
@@ -116,10 +188,11 @@ def test_after_sets_1_and_2_every_table_equals_the_expected_results(spark, after
     assert output.count("has COMPLETED") == FLOWS, output       # every flow ran
 
 
+@pytest.mark.full
 def test_a_run_without_new_data_changes_no_table(spark, after_sets_1_and_2):
-    config = after_sets_1_and_2[0]
+    config, _, runs = after_sets_1_and_2
     before = versions(spark, config)
-    declarative(config)
+    runs.run()
     assert changed_tables(spark, config, before) == []     # (the fingerprint's own test: test_validation.py)
     # The streaming tables read no file twice: no row was appended.
     for table in ("registered_users_bz", "gym_logins_bz", "kafka_multiplex_bz", "quarantine_bz"):
@@ -128,10 +201,11 @@ def test_a_run_without_new_data_changes_no_table(spark, after_sets_1_and_2):
         assert appended == 0, table
 
 
+@pytest.mark.full
 def test_a_full_refresh_rebuilds_the_same_tables(spark, after_sets_1_and_2):
-    config = after_sets_1_and_2[0]
+    config, _, runs = after_sets_1_and_2
     before = versions(spark, config)
-    output = declarative(config, "--full-refresh")
+    output = runs.run("--full-refresh")
     assert "Full refresh of the declarative pipeline" in output, output
     # Streaming tables emptied and read again from the landed files, views recomputed: the same
     # columns and rows as before (which the first test checks against the expected results).
@@ -172,21 +246,50 @@ def test_dry_run_takes_no_full_refresh(make_config, capsys):
     assert "a dry run writes nothing" in capsys.readouterr().err
 
 
-def test_two_runs_at_once_on_one_machine_each_get_a_connect_server_of_their_own(make_config):
+# A dry run through the runner's API whose `echo`, once the run's session is up (the line saying
+# "session ready"), writes the port of the run's Connect server to <meeting>/<environment> and waits,
+# the session still up, until the other run has written its own: both servers up at once, or a
+# timeout (one run waiting for the other's port would never see it) that fails the run.
+_DRY_RUN_THAT_WAITS_FOR_THE_OTHER = """
+import sys, time
+from pathlib import Path
+from pyspark import SparkContext
+from sbit_lib.course.config import Config
+from sbit_lib.declarative import runner
+
+environment, home, meeting = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+
+def echo(line):
+    print(line, flush=True)
+    if "session ready" not in line:
+        return
+    service = getattr(SparkContext._active_spark_context._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$")
+    (meeting / environment).write_text(str(getattr(service, "MODULE$").localPort()))
+    deadline = time.monotonic() + 300
+    while len(list(meeting.iterdir())) < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other run's session was not up within 300 s of this one's")
+        time.sleep(0.05)
+    print("both sessions up", flush=True)
+
+runner.run(Config.resolve(environment=environment, home=home), dry_run=True, echo=echo)
+"""
+
+
+def test_two_runs_at_once_on_one_machine_each_get_a_connect_server_of_their_own(make_config, tmp_path):
     """pyspark's local Connect server always takes port 15002 and its client dials it: two runs at
     once (a test beside notebook 11, two environments) collided. Each run's server now takes a
-    free port of its own: two dry runs started together both resolve the graph."""
-    import subprocess
-
+    free port of its own: two dry runs started together, each holding its session until the
+    other's is up, both resolve the graph, on two ports."""
+    meeting = tmp_path / "sessions-up"
+    meeting.mkdir()
     configs = [make_config(f"declared_at_once_{n}") for n in (1, 2)]
-    runs = [subprocess.Popen([str(SBIT), "declarative", "dry-run", "--env", c.environment, "--home", str(c.home)],
+    runs = [subprocess.Popen([sys.executable, "-c", _DRY_RUN_THAT_WAITS_FOR_THE_OTHER, c.environment,
+                              str(c.home), str(meeting)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in configs]
-    ready, done = [], []
     for config, run in zip(configs, runs):
-        out, err = run.communicate(timeout=300)
-        assert run.returncode == 0, f"{config.environment}: {err[-3000:]}"
-        ready.append(float(re.search(r"session ready in ([0-9.]+) s", out).group(1)))
-        done.append(float(re.search(r"Declarative pipeline dry run done in ([0-9.]+) s", out).group(1)))
-    # Both started together: each had its session before either ended (one waiting for the
-    # other's port would have its session only after the other's end).
-    assert max(ready) < min(done), (ready, done)
+        out, err = run.communicate(timeout=600)
+        assert run.returncode == 0, f"{config.environment}: {out[-2000:]}\n{err[-3000:]}"
+        assert "both sessions up" in out, out
+    ports = {c.environment: int((meeting / c.environment).read_text()) for c in configs}
+    assert len(set(ports.values())) == 2, ports

@@ -386,8 +386,9 @@ def test_the_stream_test_fails_at_once_on_an_unexpected_row_and_waits_on_a_missi
     assert behind == "silver: users: not there yet: 1 rows, 2 expected"
 
     put(spark, config, "users", pd.concat([users, users.iloc[:1].assign(user_id=99)], ignore_index=True))
-    started = time.monotonic()
+    # Nothing writes while it waits: every poll after the first sees the same table versions and
+    # checks nothing again, so a wrong table the first check let pass would end at the deadline,
+    # "did not reach every layer". "users is wrong" can only be the first check's failure: at once.
     with pytest.raises(StreamTestError, match="silver: users is wrong") as err:
         test.wait_until_valid(1, time.monotonic() + 120)
-    assert time.monotonic() - started < 60, "a wrong table must fail at once, not after the polling timeout"
     assert "keys the reference never produces" in str(err.value) and "99" in str(err.value)
