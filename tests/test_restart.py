@@ -1,21 +1,55 @@
 """Kill the pipeline hard (SIGKILL) part-way, run it again, and every table equals the
 reference: nothing lost, nothing duplicated. Once for a batch run (during the silver
 MERGE waves), once for the stream job (during bronze's heart-rate ingestion, then
-during silver's heart_rate MERGE)."""
+during silver's heart_rate MERGE).
+
+The full tier (`make test-full`): the fast tier kills batch runs in tests/test_fault.py and the
+stream job in tests/test_bad_input.py."""
 
 import json
-import subprocess
-import sys
+import signal
 import time
 from pathlib import Path
+
+import pytest
 
 from sbit_lib.course.catalog import get_spark
 from sbit_lib.course.config import Config
 from sbit_lib.course.producer import Producer
 from sbit_lib.course.run import run
 from sbit_lib.course.run import validate_every_layer as validate_layers
+from sbit_lib.ops.fault import RunProcess
 from sbit_lib.ops.stream_test import StreamTest
 from tests.conftest import sbit_cli, wait_for
+
+pytestmark = pytest.mark.full
+
+# Where the batch run is killed: a micro-batch of silver's heart_rate MERGE (wave 1, the set's
+# 253,801 readings), else of a later wave's MERGE (see _freeze_at_a_planned_batch).
+KILL_IN = ("heart_rate", "user_bins", "completed_workouts", "workout_bpm")
+
+
+def _freeze_at_a_planned_batch(job: RunProcess, checkpoints: list[Path], timeout_s: float) -> tuple[Path, int]:
+    """Poll (20 ms) `checkpoints` for a micro-batch planned and not committed; the moment one is
+    seen, freeze the run (:meth:`RunProcess.freeze`: SIGSTOP to its process group, every thread
+    stopped) and look again. Still uncommitted: return (checkpoint, batch), with the run frozen
+    there for its kill. Committed in the milliseconds between (a batch that short): let the run go
+    on (SIGCONT) and wait for the next planned batch, of the same query or of a later one in
+    `checkpoints`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(_planned(c) for c in checkpoints):
+            job.freeze()
+            planned = [(c, k) for c in checkpoints for k in _planned(c)]
+            if planned:
+                return planned[0]
+            job.resume()
+        elif not job.alive():
+            raise AssertionError(f"the run ended (exit code {job.process.returncode}) before a micro-batch of "
+                                 f"{', '.join(c.name for c in checkpoints)} was seen planned; its output:\n{job.tail()}")
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for a planned micro-batch of "
+                         f"{', '.join(c.name for c in checkpoints)}; the run's output:\n{job.tail()}")
 
 
 def test_a_run_killed_part_way_and_run_again_gives_the_reference_tables_then_set_2_does_too(
@@ -24,16 +58,16 @@ def test_a_run_killed_part_way_and_run_again_gives_the_reference_tables_then_set
     args = ["--env", config.environment, "--home", str(config.home), "--test-data", str(test_data),
             "--as-of", "2023-03-31"]
     Producer(config).produce(1)
-    job = subprocess.Popen([str(Path(sys.executable).parent / "sbit"), "run", *args],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # The heart_rate MERGE's first micro-batch has been planned (its offsets are logged)
-    # but not committed: kill the process right there.
-    started = config.checkpoint_dir("heart_rate") / "offsets" / "0"
-    wait_for(lambda: started.exists() or job.poll() is not None, 600, "silver's heart_rate batch to start")
+    # `sbit run` in a process group of its own: the Python process and its Spark JVM, frozen and
+    # killed together (a JVM left running would go on, and might commit, after its Python died).
+    job = RunProcess(config)
+    # A silver MERGE's micro-batch has been planned (its offsets are logged) but not committed:
+    # the run is frozen right there, and killed.
+    checkpoint, batch = _freeze_at_a_planned_batch(job, [config.checkpoint_dir(t) for t in KILL_IN], 600)
     job.kill()
-    job.wait(timeout=60)
-    assert job.returncode == -9, "the run finished before it could be killed"
-    assert not (config.checkpoint_dir("heart_rate") / "commits" / "0").exists()
+    assert job.process.returncode == -signal.SIGKILL, f"the run ended before it could be killed:\n{job.tail()}"
+    assert not (checkpoint / "commits" / str(batch)).exists()
+    print(f"Killed with micro-batch {batch} of {checkpoint.name} planned, not committed")
 
     # Recovery is a new process, as after a real crash.
     again = sbit_cli("run", *args, timeout=900)

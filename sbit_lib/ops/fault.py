@@ -16,19 +16,33 @@ and gold's MERGEs, the checkpoints' offset and commit logs. This test checks it 
    duration is the span the kill moments are drawn from, and every table is validated
    against the expected results.
 3. Each trial: a fresh environment, the same landing and the same ``sbit run``, killed with
-   SIGKILL (the Python process and its Spark JVM at once) ``fraction x span`` seconds after
-   it started, the fraction drawn from the seed; then ``sbit run`` again, to completion, in a
-   new process. Every table of ``ALL_TABLES`` and the ``gym_summary`` view must then equal
-   the baseline's exactly: the same columns and types, the same multiset of rows (without
-   ``load_time``, a wall-clock time, and with ``source_file`` cut to the file's name, since
-   the folders differ). The baseline being valid, so is each trial; ``--validate-each``
-   validates every trial against the expected results all the same.
+   SIGKILL (the Python process and its Spark JVM at once) at the moment drawn from the seed
+   (a fraction of the span, taken as so long after the phase it falls in began); then ``sbit
+   run`` again, to completion, in a new process. Every table of ``ALL_TABLES`` and the
+   ``gym_summary`` view must then equal the baseline's exactly: the same columns and types,
+   the same multiset of rows (without ``load_time``, a wall-clock time, and with ``source_file``
+   cut to the file's name, since the folders differ). The baseline being valid, so is each
+   trial; ``--validate-each`` validates every trial against the expected results all the same.
+
+A trial passes only if its run was killed: a run that finished by itself before its kill
+moment interrupted nothing, and one that failed by itself is a failure of the pipeline, so
+either fails the trial, whatever the comparison says afterwards (every problem found is kept).
+The moments are drawn so that they fall inside the run: no later than the end of the
+baseline's gold layer (the last write), and a kill comes at the latest when the phase after
+the one drawn begins, so a trial run quicker than the baseline's is still killed in that phase
+rather than after its end.
 
 ``--stream`` runs the stream job instead (``sbit run --stream``): killed at a random moment,
 restarted, and compared once it has caught up and been stopped.
 
+``--at set-up,merge,commit`` chooses moments by what the run is seen doing instead of by a
+clock (one trial each; :data:`TARGETS`): set-up with some tables created and not all, a silver
+MERGE that has written data files without its Delta commit, and a silver micro-batch whose
+MERGE is committed and whose checkpoint commit is not. The files are polled, the run frozen
+(SIGSTOP) the moment one is seen, looked at again, and killed there.
+
 Each trial prints the kill delay, what was running when it was killed (from the run's output
-and from the checkpoint and Delta log files: ``heart_rate batch 0: MERGE committed (v1),
+and from the checkpoint and Delta log files: ``heart_rate batch 0: written (v1 MERGE),
 checkpoint commit missing``) and the result. The seed is printed first: ``--seed S --trials N``
 draws the same kill fractions again (a moment's phase also depends on the machine's load, so
 the replay's phase is printed too; ``--span`` fixes the span instead of measuring it, and
@@ -68,6 +82,8 @@ COURSE_FILES = ("1-registered_users_{n}.csv", "2-user_info_{n}.json", "4-workout
 VOLATILE = ("load_time",)            # wall-clock by nature: never compared
 FILE_COLUMNS = ("source_file",)      # a path into the environment: compared by file name
 RUN_TIMEOUT_S = 900
+POLL_S = 0.01                        # how often a trial looks at its run's output and files
+END_OF_RUN = "the end of the run"
 
 # The run's output lines, in order, and what runs after each (sbit_lib.course.run).
 MARKERS = (
@@ -80,7 +96,7 @@ MARKERS = (
     ("Silver wave 1 completed", "silver wave 2"),
     ("Silver wave 2 completed", "silver wave 3"),
     ("Silver wave 3 completed", "gold"),
-    ("Gold layer completed", "the end of the run"),
+    ("Gold layer completed", END_OF_RUN),
     ("Streaming ", "the stream job's queries"),
 )
 
@@ -121,17 +137,23 @@ def make_data(folder: Path, source: Path = PROJECT_ROOT / "test_data") -> Path:
 # ---------------------------------------------------------------------------- one run, as a process
 @dataclass
 class RunProcess:
-    """``sbit run`` (or ``sbit run --stream``) started in a process group of its own, its output timed."""
+    """``sbit run`` (or ``sbit run --stream``) started in a process group of its own, its output timed.
+
+    `command` runs another program instead (the tests' stand-ins for ``sbit run``: a process
+    that ends by itself, fails, or waits to be killed).
+    """
 
     config: Config
     stream: bool = False
+    command: list | None = None
     lines: list = field(default_factory=list)       # (seconds since start, line)
 
     def __post_init__(self):
-        command = [sys.executable, "-m", "sbit_lib.ops.cli", "run",
-                   "--env", self.config.environment, "--home", str(self.config.home),
-                   "--test-data", str(self.config.test_data), "--mode", self.config.mode, "--as-of", AS_OF]
-        if self.stream:
+        command = self.command or [
+            sys.executable, "-m", "sbit_lib.ops.cli", "run",
+            "--env", self.config.environment, "--home", str(self.config.home),
+            "--test-data", str(self.config.test_data), "--mode", self.config.mode, "--as-of", AS_OF]
+        if self.stream and not self.command:
             command += ["--stream", "--processing-time", "1 second"]
         self.started = time.monotonic()
         self.process = subprocess.Popen(
@@ -170,6 +192,21 @@ class RunProcess:
         # The JVM, if it had its own group: the disk is inspected only once it has stopped writing.
         wait_for_jvm(JobLock._record(job_dir(self.config) / "lock"), timeout_s=60, poll_s=0.05)
 
+    def freeze(self, timeout_s: float = 30) -> None:
+        """SIGSTOP to the run's process group; return once every thread of it has stopped, so
+        the files can be looked at with nothing more written, not even a write under way."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + timeout_s
+        while not all(state in "TtZX" for state in _group_threads(self.process.pid)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"process group {self.process.pid} not stopped {timeout_s} s after SIGSTOP")
+            time.sleep(0.001)
+
+    def resume(self) -> None:
+        """SIGCONT to the run's process group: it goes on after :meth:`freeze`."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def text(self) -> str:
         return "\n".join(line for _, line in self.lines)
 
@@ -179,6 +216,21 @@ class RunProcess:
     def marks(self) -> list[tuple[float, str]]:
         """(seconds, phase) each time the output says a new phase began."""
         return marks(self.lines)
+
+
+def _group_threads(pgid: int) -> list[str]:
+    """The state (R, S, D, T, ...) of every thread of every process in process group `pgid`."""
+    def fields(stat: Path) -> list[str]:
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()     # state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            return []                                           # ended meanwhile
+
+    states = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        if fields(stat)[2:3] == [str(pgid)]:
+            states += [f[0] for f in map(fields, stat.parent.glob("task/*/stat")) if f]
+    return states
 
 
 def marks(lines) -> list[tuple[float, str]]:
@@ -244,8 +296,30 @@ def _commits_since(table: Path, since: float) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def _committed_since(table: Path, since: float) -> bool:
+    """True when a Delta commit of the table was written at or after `since` (a file time)."""
+    return any(commit.stem.isdigit() and (_mtime(commit) or 0) >= since
+               for commit in (table / "_delta_log").glob("*.json"))
+
+
+def _data_files_since(table: Path, since: float) -> int:
+    """How many data files (Parquet, outside the Delta log) were written in `table` at or after
+    `since`: a write's files are in place before its Delta commit names them."""
+    return sum(1 for path in table.rglob("*.parquet")
+               if "_delta_log" not in path.relative_to(table).parts and (_mtime(path) or 0) >= since)
+
+
 def disk_state(config: Config) -> str:
-    """What the files say was in flight: tables cut short in set-up, micro-batches planned not committed."""
+    """What the files say was in flight: tables cut short in set-up, micro-batches planned not committed
+    (nothing written yet, data files written without their Delta commit, or the Delta commit written
+    without the checkpoint's)."""
     from sbit_lib.course.catalog import has_commit
 
     created = [t.name for t in ALL_TABLES if has_commit(config.table_location(t.name))]
@@ -259,13 +333,69 @@ def disk_state(config: Config) -> str:
         for checkpoint in sorted(config.checkpoint_zone.iterdir()):
             for batch in _planned(checkpoint):
                 since = (checkpoint / "offsets" / str(batch)).stat().st_mtime
-                written = _commits_since(config.table_location(checkpoint.name), since)
+                table = config.table_location(checkpoint.name)
+                written = _commits_since(table, since)
+                files = _data_files_since(table, since) if not written else 0
                 if written:
                     what = ", ".join(f"v{v} {op}" for v, op in written)
                     notes.append(f"{checkpoint.name} batch {batch}: written ({what}), checkpoint commit missing")
+                elif files:
+                    notes.append(f"{checkpoint.name} batch {batch}: {files} data file(s) written, no Delta commit")
                 else:
                     notes.append(f"{checkpoint.name} batch {batch}: planned, not written")
     return "; ".join(notes)
+
+
+# ---------------------------------------------------------------------------- kill moments chosen by phase
+SILVER_TABLES = tuple(t.name for t in ALL_TABLES if t.layer == "silver")
+
+
+def _silver_batches(config: Config):
+    """(table, batch, its offsets file's time) of every silver micro-batch planned and not committed."""
+    for name in SILVER_TABLES:
+        checkpoint = config.checkpoint_dir(name)
+        for batch in _planned(checkpoint):
+            since = _mtime(checkpoint / "offsets" / str(batch))
+            if since is not None:
+                yield name, batch, since
+
+
+def _setup_under_way(marks: list, config: Config) -> str | None:
+    """Set-up has begun and created some of the tables, not all."""
+    from sbit_lib.course.catalog import has_commit
+
+    if not any(name == "set-up" for _, name in marks):
+        return None
+    created = sum(1 for t in ALL_TABLES if has_commit(config.table_location(t.name)))
+    return f"{created}/{len(ALL_TABLES)} tables created" if 0 < created < len(ALL_TABLES) else None
+
+
+def _merge_writing(marks: list, config: Config) -> str | None:
+    """A silver micro-batch's MERGE has written data files and not yet its Delta commit."""
+    for name, batch, since in _silver_batches(config):
+        table = config.table_location(name)
+        files = _data_files_since(table, since)
+        if files and not _committed_since(table, since):
+            return f"{name} batch {batch}: {files} data file(s) written, no Delta commit"   # as disk_state says
+    return None
+
+
+def _merge_committed(marks: list, config: Config) -> str | None:
+    """A silver micro-batch's MERGE is committed to its table, its checkpoint commit not yet written."""
+    for name, batch, since in _silver_batches(config):
+        written = _commits_since(config.table_location(name), since)
+        if written and not (config.checkpoint_dir(name) / "commits" / str(batch)).exists():
+            what = ", ".join(f"v{v} {op}" for v, op in written)
+            return f"{name} batch {batch}: written ({what}), checkpoint commit missing"
+    return None
+
+
+# name: (what it is, the check: (the run's phase marks, its config) -> what was seen, or None)
+TARGETS = {
+    "set-up": ("set-up creating the tables", _setup_under_way),
+    "merge": ("a silver MERGE in flight", _merge_writing),
+    "commit": ("between a silver MERGE's Delta commit and its checkpoint commit", _merge_committed),
+}
 
 
 STARTING = "starting (Python, the Spark JVM, the catalog)"
@@ -393,18 +523,43 @@ def validate(spark, config: Config, n: int = SETS[-1]) -> str | None:
 
 
 # ---------------------------------------------------------------------------- the test
+def kill_window(marks: list, span_s: float, from_setup: bool = False) -> tuple[float, float]:
+    """The fractions of `span_s` the kill moments are drawn from, given the baseline's phase marks.
+
+    No moment after the gold layer's end, the last write (in a batch run; the stream job has no
+    end): what follows is the process exiting, which a quicker trial run may have done by then.
+    `from_setup`: no moment before set-up began either (while Python and the JVM start nothing
+    is written).
+    """
+    end_at = next((at for at, name in marks if name == END_OF_RUN), None)
+    high = min(end_at / span_s, 1.0) if end_at else 1.0
+    low = 0.0
+    if from_setup:
+        setup_at = next((at for at, name in marks if name == "set-up"), 0.0)
+        low = min(setup_at / span_s, 0.9 * high)
+    return low, high
+
+
+def _exit(code: int | None) -> str:
+    return f"signal {-code}" if code is not None and code < 0 else f"exit {code}"
+
+
 @dataclass
 class Trial:
     """What one trial did and found."""
 
     number: int
-    fraction: float
-    anchor: str                 # the kill comes `offset_s` after this phase began (STARTING: the start)
-    offset_s: float
+    fraction: float = math.nan
+    anchor: str = STARTING      # the kill comes `offset_s` after this phase began (STARTING: the start)
+    offset_s: float = 0.0
+    within_phase: bool = False  # ... or, if sooner, when the phase after `anchor` begins (drawn moments)
+    target: str = ""            # else a TARGETS name: the kill comes when the run is seen there
+    seen: str = ""              # what the target's check saw
     delay_s: float = 0.0        # when it came, seconds after the start
     phase: str = ""
     state: str = ""
-    killed: bool = True
+    killed: bool = False        # by this trial's SIGKILL (not: ended, or failed, by itself)
+    exit_code: int | None = None
     rerun_s: float = 0.0
     check_s: float = 0.0
     repaired: int = 0
@@ -413,16 +568,25 @@ class Trial:
 
     @property
     def passed(self) -> bool:
-        return not self.problems
+        return self.killed and not self.problems
+
+    def moment(self) -> str:
+        """The kill moment planned: the seed's fraction (or a delay), or a target and what was seen."""
+        if self.target:
+            return f"at {self.target}: {self.seen or 'never seen'}"
+        return (("" if math.isnan(self.fraction) else f"{self.fraction:.3f}: ") + f"{self.offset_s:.1f} s into "
+                + ("the run" if self.anchor == STARTING else self.anchor))
 
     def line(self) -> str:
-        drawn = (f"{self.fraction:.3f}: {self.offset_s:.1f} s into "
-                 + ("the run" if self.anchor == STARTING else self.anchor))
-        when = f"kill at {self.delay_s:5.1f} s" if self.killed else f"ended by itself at {self.delay_s:5.1f} s"
-        state = f" [{self.state}]" if self.state else ""
+        if self.killed:
+            state = f" [{self.state}]" if self.state else ""
+            what = f"kill at {self.delay_s:5.1f} s ({self.moment()}) in {self.phase}{state}"
+        else:
+            what = (f"NOT KILLED: the run ended by itself ({_exit(self.exit_code)}) at {self.delay_s:5.1f} s, "
+                    f"before its kill moment ({self.moment()})")
         repaired = f", {self.repaired} table log(s) repaired" if self.repaired else ""
         verdict = "PASS" if self.passed else "FAIL"
-        return (f"trial {self.number:>2}: {when} ({drawn}) in {self.phase}{state}; "
+        return (f"trial {self.number:>2}: {what}; "
                 f"rerun {self.rerun_s:.1f} s{repaired}, checks {self.check_s:.1f} s; {verdict} ({self.seconds:.0f} s)")
 
     def report(self) -> str:
@@ -430,12 +594,16 @@ class Trial:
 
 
 class FaultTest:
-    """The baseline and the trials of one seed, in `home` (a fresh folder of environments)."""
+    """The baseline and the trials of one seed, in `home` (a fresh folder of environments).
+
+    `command` runs instead of ``sbit run`` in the trials and their reruns (the tests' stand-ins).
+    """
 
     def __init__(self, home: Path, seed: int, spark=None, stream: bool = False, span_s: float | None = None,
                  from_setup: bool = False, keep: bool = False, validate_each: bool = False,
-                 baseline_in_process: bool = False):
+                 baseline_in_process: bool = False, command: list | None = None):
         self.home = Path(home).resolve()
+        self.command = command
         self.seed, self.stream, self.keep, self.validate_each = seed, stream, keep, validate_each
         self.baseline_in_process = baseline_in_process and not stream
         self.span_s, self.from_setup = span_s, from_setup
@@ -503,7 +671,7 @@ class FaultTest:
             return self._complete_stream(config)
         if self.baseline_in_process and self.baseline is None:
             return self._complete_here(config)
-        run = RunProcess(config)
+        run = RunProcess(config, command=self.command)
         code = run.wait()
         if code != 0:
             raise RuntimeError(f"`sbit run --env {config.environment}` exited with {code}:\n{run.tail()}")
@@ -524,7 +692,7 @@ class FaultTest:
         from sbit_lib.ops.job import request_stop
         from sbit_lib.ops.stream_test import StreamTest
 
-        run = RunProcess(config, stream=True)
+        run = RunProcess(config, stream=True, command=self.command)
         try:
             check = StreamTest(config, processing_time="1 second", timeout_s=RUN_TIMEOUT_S,
                                spark=self._session(config))
@@ -561,9 +729,7 @@ class FaultTest:
         run, self.baseline_s = self._complete(config)
         self.baseline_marks = run.marks()
         self.span_s = self.span_s or self.baseline_s
-        if self.from_setup:      # no kill while Python and the JVM start: set-up's first CREATE onwards
-            setup_at = next((at for at, name in self.baseline_marks if name == "set-up"), 0.0)
-            self.window = (min(setup_at / self.span_s, 0.9), 1.0)
+        self.window = kill_window(self.baseline_marks, self.span_s, self.from_setup)
         checking = time.monotonic()
         self.baseline = snapshot(spark, config)
         snapshot_s = time.monotonic() - checking
@@ -580,43 +746,24 @@ class FaultTest:
         print(f"Kill moments: fractions of {self.span_s:.1f} s in [{self.window[0]:.2f}, {self.window[1]:.2f})",
               flush=True)
 
-    def trial(self, number: int, delay_s: float | None = None) -> Trial:
-        """Kill one run at the seed's moment (or `delay_s`), run again, compare with the baseline."""
+    def plan(self, number: int, delay_s: float | None = None, at: str | None = None) -> Trial:
+        """Trial `number` with its kill moment: when the run is seen at target `at`, else `delay_s`
+        seconds after the start, else the seed's moment (:meth:`moment`)."""
+        if at is not None:
+            if at not in TARGETS:
+                raise ValueError(f"no kill target {at!r}; known: {', '.join(TARGETS)}")
+            return Trial(number, target=at)
+        if delay_s is not None:
+            return Trial(number, delay_s / self.span_s if self.span_s else math.nan, STARTING, delay_s)
+        return Trial(number, *self.moment(number), within_phase=True)
+
+    def trial(self, number: int, delay_s: float | None = None, at: str | None = None) -> Trial:
+        """Kill one run at its moment (:meth:`plan`), run again, compare with the baseline."""
         started = time.monotonic()
-        if delay_s is None:
-            trial = Trial(number, *self.moment(number))
-        else:
-            trial = Trial(number, delay_s / self.span_s, STARTING, delay_s)
-        config = self._fresh(f"fault_{number:02d}")
-        run = RunProcess(config, stream=self.stream)
-        began = None
-        while run.alive():
-            if began is None:
-                began = 0.0 if trial.anchor == STARTING else next(
-                    (at for at, name in run.marks() if name == trial.anchor), None)
-            if began is not None and run.elapsed() >= began + trial.offset_s:
-                break
-            time.sleep(0.01)
-        trial.killed = run.alive()
-        at = trial.delay_s = run.elapsed()
-        run.kill()
-        if not trial.killed and run.process.returncode != 0:
-            # It ended before its kill moment: a failure of the run itself, not a pass.
-            trial.problems.append(f"the run ended by itself with exit {run.process.returncode} before its "
-                                  f"kill moment; its output:\n{run.tail()}")
-        trial.phase = phase_at(run, at) if trial.killed else "-"
-        trial.state = disk_state(config) if trial.killed else ""
-        try:
-            rerun, trial.rerun_s = self._complete(config)
-            trial.repaired = rerun.text().count("removed the Delta log of a create cut short")
-            checking = time.monotonic()
-            trial.problems = differences(self.baseline, snapshot(self.spark, config))
-            if not trial.problems and self.validate_each:
-                problem = validate(self.spark, config)
-                trial.problems += [f"not valid: {problem}"] if problem else []
-            trial.check_s = time.monotonic() - checking
-        except Exception as err:  # noqa: BLE001 - a failed rerun is the trial's result
-            trial.problems.append(f"the rerun failed: {err}")
+        trial = self.plan(number, delay_s, at)
+        config = self._fresh(f"fault_{at.replace('-', '')}" if at else f"fault_{number:02d}")
+        self.interrupt(trial, config)
+        self.check(trial, config)
         trial.seconds = time.monotonic() - started
         if trial.passed and not self.keep:
             self._remove(config)
@@ -624,22 +771,123 @@ class FaultTest:
             trial.problems.append(f"environment kept: {config.env_root}")
         return trial
 
-    def replay(self, trials: int) -> str:
-        """The command that draws the same kill moments again."""
-        return (f"python -m sbit_lib.ops.fault --seed {self.seed} --trials {trials}"
+    @staticmethod
+    def _due(trial: Trial, run: RunProcess) -> bool:
+        """Has the trial's clock moment come: `offset_s` after its anchor phase began in this run (or,
+        `within_phase`, the next phase has begun already)?"""
+        marks = run.marks()
+        if trial.anchor == STARTING:
+            began, after = 0.0, marks
+        else:
+            at = next((i for i, (_, name) in enumerate(marks) if name == trial.anchor), None)
+            if at is None:
+                return False
+            began, after = marks[at][0], marks[at + 1:]
+        if trial.within_phase and any(name != trial.anchor for _, name in after):
+            return True
+        return run.elapsed() >= began + trial.offset_s
+
+    def _at_target(self, trial: Trial, run: RunProcess, config: Config) -> bool:
+        """Is the run where the trial's target wants it? Once seen, the run is frozen and looked at
+        again: still there, it stays frozen for its kill; gone on meanwhile, it is resumed."""
+        check = TARGETS[trial.target][1]
+        if not check(run.marks(), config):
+            return False
+        run.freeze()
+        trial.seen = check(run.marks(), config) or ""
+        if not trial.seen:
+            run.resume()
+        return bool(trial.seen)
+
+    def interrupt(self, trial: Trial, config: Config) -> RunProcess:
+        """Start the run in `config`'s environment, SIGKILL it at the trial's moment and record what was
+        running then; a run that ended by itself before (finished, or failed) is recorded as a problem."""
+        run = RunProcess(config, stream=self.stream, command=self.command)
+        try:
+            while run.alive():
+                due = self._at_target(trial, run, config) if trial.target else self._due(trial, run)
+                if due:
+                    break
+                if run.elapsed() > RUN_TIMEOUT_S:
+                    raise TimeoutError(f"trial {trial.number}: its kill moment ({trial.moment()}) did not come "
+                                       f"within {RUN_TIMEOUT_S} s; the run's output:\n{run.tail()}")
+                time.sleep(POLL_S)
+        except BaseException:
+            run.kill()          # nothing of a failed trial keeps running (or stays frozen)
+            raise
+        trial.delay_s = run.elapsed()
+        alive = run.alive()
+        run.kill()
+        trial.exit_code = run.process.returncode
+        trial.killed = alive and trial.exit_code == -signal.SIGKILL
+        if trial.killed:
+            trial.phase = phase_at(run, trial.delay_s)
+            trial.state = disk_state(config)
+        elif trial.exit_code == 0:
+            trial.phase = "not killed"
+            trial.problems.append(
+                f"not killed: the run finished by itself after {trial.delay_s:.1f} s, before its kill moment "
+                f"({trial.moment()}); nothing was interrupted, so this trial tested nothing")
+        else:
+            trial.phase = "not killed"
+            trial.problems.append(
+                f"not killed: the run failed by itself ({_exit(trial.exit_code)}) after {trial.delay_s:.1f} s, "
+                f"before its kill moment ({trial.moment()}); its output:\n{run.tail()}")
+        return run
+
+    def check(self, trial: Trial, config: Config) -> None:
+        """Run the pipeline again in `config`'s environment, to its end in a new process, and compare
+        every table with the baseline's. What it finds is added to the trial's problems: a problem
+        recorded before (the run not killed, say) stays, however equal the tables are."""
+        try:
+            rerun, trial.rerun_s = self._complete(config)
+        except Exception as err:  # noqa: BLE001 - a failed rerun is the trial's result
+            trial.problems.append(f"the rerun failed: {err}")
+            return
+        trial.repaired = rerun.text().count("removed the Delta log of a create cut short")
+        checking = time.monotonic()
+        try:
+            trial.problems += self.compare(config)
+        except Exception as err:  # noqa: BLE001 - tables that cannot be read are the trial's result
+            trial.problems.append(f"the comparison failed: {err}")
+        trial.check_s = time.monotonic() - checking
+
+    def compare(self, config: Config) -> list[str]:
+        """What differs between `config`'s tables and the baseline's (and, `validate_each`, from the
+        expected results): one message per difference, none when equal."""
+        problems = differences(self.baseline, snapshot(self.spark, config))
+        if not problems and self.validate_each:
+            problem = validate(self.spark, config)
+            problems += [f"not valid: {problem}"] if problem else []
+        return problems
+
+    def replay(self, trials: int, only: list[int] | None = None, at: list[str] | None = None) -> str:
+        """The command that runs the same trials again: the seed's 1..`trials`, or `only` those, or the
+        kills at the targets `at`."""
+        if at:
+            which = f"--at {','.join(at)}"
+        else:
+            which = f"--seed {self.seed} " + (f"--only {','.join(map(str, only))}" if only else f"--trials {trials}")
+        return (f"python -m sbit_lib.ops.fault {which}"
                 + (" --stream" if self.stream else "") + (" --from-setup" if self.from_setup else ""))
 
-    def run(self, trials: int, only: list[int] | None = None, delays: list[float] | None = None) -> list[Trial]:
-        """The baseline, then the trials (1..trials, or `only` those; or one per delay in `delays`),
-        each printed as it ends."""
-        print(f"Fault test: seed {self.seed}, {len(delays) if delays else trials} trial(s), "
-              f"{'stream job' if self.stream else 'batch run'}; replay: {self.replay(trials)}", flush=True)
+    def run(self, trials: int, only: list[int] | None = None, delays: list[float] | None = None,
+            at: list[str] | None = None) -> list[Trial]:
+        """The baseline, then the trials (1..trials, or `only` those; or one per delay in `delays`, or
+        one per target in `at`), each printed as it ends."""
+        if at:
+            plan = [(n, None, target) for n, target in enumerate(at, start=1)]
+        elif delays:
+            plan = [(n, delay, None) for n, delay in enumerate(delays, start=1)]
+        else:
+            plan = [(n, None, None) for n in only or range(1, trials + 1)]
+        print(f"Fault test: seed {self.seed}, {len(plan)} trial(s), "
+              f"{'stream job' if self.stream else 'batch run'}; replay: {self.replay(trials, only, at)}", flush=True)
         if self.baseline is None:
             self.prepare()
         results = []
-        plan = list(enumerate(delays, start=1)) if delays else [(n, None) for n in only or range(1, trials + 1)]
-        for number, delay in plan:
-            result = self.trial(number, delay)
+        for number, delay, target in plan:
+            result = self.trial(number, delay, target)
             print(result.report(), flush=True)
             results.append(result)
         return results
@@ -653,7 +901,8 @@ def summary(results: list[Trial], seed: int, baseline_s: float) -> str:
             f"(baseline {baseline_s:.1f} s; a trial {min(each, default=0):.0f}-{max(each, default=0):.0f} s, "
             f"{sum(each) / max(len(each), 1):.0f} s on average)\n"
             f"  killed in: {', '.join(f'{p} x{n}' for p, n in phases.most_common())}"
-            + "".join(f"\n  failed: trial {r.number} (kill at {r.delay_s:.1f} s)" for r in failed))
+            + "".join(f"\n  failed: trial {r.number} ("
+                      + (f"kill at {r.delay_s:.1f} s" if r.killed else "not killed") + ")" for r in failed))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -662,6 +911,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="seed of the kill moments (default: a random one, printed)")
     parser.add_argument("--only", help="run only these trials of the seed, e.g. 3,7 (replaying a failure)")
     parser.add_argument("--delays", help="kill at these seconds after the start instead, e.g. 12.5,40 (one trial each)")
+    parser.add_argument("--at", help="kill when the run is seen at these moments instead, one trial each: "
+                        f"{', '.join(f'{name} ({what})' for name, (what, _) in TARGETS.items())}")
     parser.add_argument("--stream", action="store_true", help="kill the stream job instead of a batch run")
     parser.add_argument("--span", type=float, help="seconds the kill moments are spread over "
                         "(default: the baseline's duration)")
@@ -677,10 +928,14 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="sbit-fault-"))
     only = [int(n) for n in args.only.split(",")] if args.only else None
     delays = [float(d) for d in args.delays.split(",")] if args.delays else None
+    at = args.at.split(",") if args.at else None
+    unknown = [name for name in at or [] if name not in TARGETS]
+    if unknown:
+        parser.error(f"--at {','.join(unknown)}: no such moment; known: {', '.join(TARGETS)}")
     test = FaultTest(home, seed, stream=args.stream, span_s=args.span, from_setup=args.from_setup, keep=args.keep,
                      validate_each=args.validate_each)
     started = time.monotonic()
-    results = test.run(args.trials, only, delays)
+    results = test.run(args.trials, only, delays, at)
     print(summary(results, seed, test.baseline_s))
     print(f"Total {time.monotonic() - started:.0f} s; environments in {home}")
     failed = any(not r.passed for r in results)
