@@ -44,7 +44,8 @@ stream-test: setup ## the stream test: a background stream job fed sets 1-2, eve
 
 # The fault test: `sbit run` killed with SIGKILL at FAULT_TRIALS random moments of a small data set,
 # each run again and compared table by table with an uninterrupted run. FAULT_SEED (printed) replays
-# them; FAULT_ARGS passes more options (--stream: the stream job; --help lists them). About 2 minutes a trial.
+# them; FAULT_ARGS passes more options (--stream: the stream job; --at set-up,merge,commit: kills at
+# those moments; --help lists them). A trial is a run cut short and a whole run, 2-4 minutes on 2 cores.
 FAULT_TRIALS ?= 20
 FAULT_SEED ?= $(shell echo $$RANDOM$$RANDOM)
 fault-test: setup ## kill `sbit run` with SIGKILL at random moments, run again, every table equal (FAULT_TRIALS, FAULT_SEED)

@@ -60,7 +60,7 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)            # stable: the order within each rank is pytest's
     for item in items:
         group = _group(item)
-        if group:
+        if group and not item.get_closest_marker("xdist_group"):    # a test's own group wins
             item.add_marker(pytest.mark.xdist_group(group))
 
 

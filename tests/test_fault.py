@@ -206,10 +206,15 @@ def test_runs_killed_at_random_moments_and_run_again_equal_an_uninterrupted_run(
 
 
 @pytest.mark.full
-def test_twenty_runs_killed_at_random_moments_and_run_again_equal_an_uninterrupted_run(fault, request):
-    # Trials after the fast test's: the same seed, other moments.
-    _trials(fault, range(FAST_TRIALS + 1, FAST_TRIALS + 1 + FULL_TRIALS),
-            f"SBIT_FAULT_SEED={SEED} SBIT_FAULT_TRIALS={FULL_TRIALS} pytest {request.node.nodeid}")
+@pytest.mark.parametrize("half", [pytest.param(half, marks=pytest.mark.xdist_group(f"fault-full-{half}"))
+                                  for half in (1, 2)])
+def test_twenty_runs_killed_at_random_moments_and_run_again_equal_an_uninterrupted_run(fault, request, half):
+    # Trials after the fast test's: the same seed, other moments. Each half is an xdist group of
+    # its own, so make test-full's two workers share the trials (each worker makes its baseline).
+    first = FAST_TRIALS + 1
+    middle = first + FULL_TRIALS // 2
+    numbers = range(first, middle) if half == 1 else range(middle, first + FULL_TRIALS)
+    _trials(fault, numbers, f"SBIT_FAULT_SEED={SEED} SBIT_FAULT_TRIALS={FULL_TRIALS} pytest {request.node.nodeid}")
 
 
 @pytest.mark.full
