@@ -14,9 +14,8 @@ import pytest
 # but on one worker, in order, each finds the earlier ones' work done.
 NARRATIVE = ("01-", "02-", "03-", "04-", "05-", "06-", "07-", "10-")
 NARRATIVE_GROUP = "narrative-notebooks"
-# A test module runs on one worker, in order (module-scoped fixtures build tables once,
-# and some tests read what an earlier one in the module wrote), except these, whose
-# tests are independent and long.
+# A test module runs on one worker, in order (its module-scoped fixtures build tables once
+# for its tests), except these, whose tests are independent and long.
 INDEPENDENT_MODULES = ("test_restart.py",)
 # The longest work starts first, so the two workers finish together (`make test` keeps
 # this order: --no-loadscope-reorder; xdist would otherwise put big groups first and these

@@ -1,48 +1,91 @@
-"""SetupHelper and HistoryLoader on real Delta tables: idempotent, complete, isolated."""
+"""SetupHelper and HistoryLoader on real Delta tables: idempotent, complete, isolated.
+
+The tables' columns are checked against the spec as the checks state it
+(sbit_lib/testing/spec.py, written apart from the pipeline's sbit_lib/course/tables.py), and
+date_lookup against its file read in plain Python."""
+
+import datetime
+import json
 
 import pytest
 
+from sbit_lib.course.config import Config
 from sbit_lib.course.history import HistoryLoader
 from sbit_lib.course.producer import Producer
 from sbit_lib.course.setup_helper import SetupHelper
-from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY, QUARANTINE, REJECTS, TABLES
+from sbit_lib.course.tables import ALL_TABLES, GYM_SUMMARY
+from sbit_lib.testing import spec
 from sbit_lib.testing.validation import ValidationError
+
+# The pipeline's own bad-input tables are not among the spec's (spec.SCHEMAS): their columns
+# as the project's docs state them (pipeline-spec.md, "Bad input"; README).
+OWN_TABLES = {
+    "quarantine_bz": [("source", "string"), ("raw_record", "string"), ("source_file", "string"),
+                      ("load_time", "timestamp"), ("reason", "string")],
+    "rejects_sv": [("target_table", "string"), ("reason", "string"), ("raw_record", "string"),
+                   ("source_file", "string"), ("load_time", "timestamp")],
+}
+EXPECTED_SCHEMAS = {**spec.SCHEMAS, **OWN_TABLES}          # the 13 tables, the two above, the view
+PARTITIONED = {"kafka_multiplex_bz": ["topic", "week_part"]}   # the only partitioned table of the spec
+DELTA_TABLES = sorted(set(EXPECTED_SCHEMAS) - {GYM_SUMMARY})
 
 
 def latest_version(spark, table: str) -> int:
     return spark.sql(f"DESCRIBE HISTORY {table}").agg({"version": "max"}).first()[0]
 
 
-def test_setup_creates_every_table_and_the_view_and_is_idempotent(spark, make_config):
-    config = make_config("setup_idem")
-    helper = SetupHelper(config, spark)
+def columns(spark, name: str) -> list[tuple[str, str]]:
+    """[(column, Spark SQL type)] of a table or view, as the catalog reads it."""
+    return [(f.name, f.dataType.simpleString()) for f in spark.table(name).schema]
+
+
+@pytest.fixture(scope="module")
+def set_up(spark, lakehouse_home, test_data):
+    """One environment set up and its history loaded, for the tests that read it."""
+    config = Config.resolve(environment="setup_idem", home=lakehouse_home, test_data=test_data)
+    SetupHelper(config, spark).setup()
+    HistoryLoader(config, spark).load_history()
+    return config
+
+
+def test_validate_names_what_is_missing_before_setup(spark, make_config):
     with pytest.raises(ValidationError) as err:
-        helper.validate()
+        SetupHelper(make_config("setup_never"), spark).validate()
     assert "users" in str(err.value) and GYM_SUMMARY in str(err.value)
 
-    helper.setup()
-    HistoryLoader(config, spark).load_history()
-    helper.validate()
-    # The spec's 13 tables plus the pipeline's own two: bronze's quarantine, silver's rejects.
-    assert len(TABLES) == 13 and set(ALL_TABLES) - set(TABLES) == {QUARANTINE, REJECTS}
-    versions = {t.name: latest_version(spark, config.qualified(t.name)) for t in ALL_TABLES}
 
-    helper.setup()                                   # again: nothing replaced, nothing lost
-    HistoryLoader(config, spark).load_history()      # again: no new Delta version
-    assert {t.name: latest_version(spark, config.qualified(t.name)) for t in ALL_TABLES} == versions
-    HistoryLoader(config, spark).validate()
-    parts = spark.sql(f"DESCRIBE DETAIL {config.qualified('kafka_multiplex_bz')}").first()
-    assert parts["partitionColumns"] == ["topic", "week_part"]
+def test_setup_creates_every_table_and_the_view_with_the_spec_columns(spark, set_up):
+    SetupHelper(set_up, spark).validate()
+    HistoryLoader(set_up, spark).validate()
+    made = {r["tableName"] for r in spark.sql(f"SHOW TABLES IN {set_up.db_name}").collect() if not r["isTemporary"]}
+    assert made == set(EXPECTED_SCHEMAS)
+    for name, want in EXPECTED_SCHEMAS.items():
+        assert columns(spark, set_up.qualified(name)) == want, name
+    parts = spark.sql(f"DESCRIBE DETAIL {set_up.qualified('kafka_multiplex_bz')}").first()
+    assert parts["partitionColumns"] == PARTITIONED["kafka_multiplex_bz"]
     assert parts["location"].endswith("/setup_idem/data/delta/kafka_multiplex_bz")
 
 
-def test_date_lookup_holds_2023_with_typed_columns(spark, make_config):
-    config = make_config("setup_idem")
-    row = spark.sql(
-        f"SELECT count(*) n, min(date) lo, max(date) hi, count(DISTINCT week_part) w "
-        f"FROM {config.qualified('date_lookup')}").first()
-    assert (row["n"], str(row["lo"]), str(row["hi"])) == (365, "2023-01-01", "2023-12-31")
-    assert dict(spark.table(config.qualified("date_lookup")).dtypes)["dayofyear"] == "int"
+def test_setup_and_history_load_again_add_no_version(spark, set_up):
+    versions = {name: latest_version(spark, set_up.qualified(name)) for name in DELTA_TABLES}
+    SetupHelper(set_up, spark).setup()                  # again: nothing replaced, nothing lost
+    HistoryLoader(set_up, spark).load_history()         # again: no new Delta version
+    assert {name: latest_version(spark, set_up.qualified(name)) for name in DELTA_TABLES} == versions
+    HistoryLoader(set_up, spark).validate()
+
+
+def test_date_lookup_holds_the_file_with_typed_columns(spark, set_up):
+    """Every line of 6-date-lookup.json, its string fields cast to the spec's types."""
+    want = []
+    for line in (set_up.test_data / "6-date-lookup.json").read_text().splitlines():
+        day = json.loads(line)
+        want.append((datetime.date.fromisoformat(day["date"]), *(int(day[f]) for f in (
+            "week", "year", "month", "dayofweek", "dayofmonth", "dayofyear")), day["week_part"]))
+    want.sort()
+    assert (len(want), str(want[0][0]), str(want[-1][0])) == (365, "2023-01-01", "2023-12-31")
+    table = spark.table(set_up.qualified("date_lookup"))
+    assert sorted(tuple(r) for r in table.collect()) == want
+    assert columns(spark, set_up.qualified("date_lookup")) == spec.SCHEMAS["date_lookup"]
 
 
 def test_cleanup_removes_one_environment_only(spark, make_config):
@@ -62,14 +105,13 @@ def test_cleanup_removes_one_environment_only(spark, make_config):
     assert b.checkpoint_zone.exists()
 
 
-def test_a_second_session_sees_tables_through_their_locations(spark, make_config):
+def test_a_second_session_sees_tables_through_their_locations(spark, set_up):
     """What another process does on start: point a fresh catalog at the Delta folders."""
     from sbit_lib.course.catalog import register_tables
 
-    config = make_config("setup_idem")
-    spark.sql(f"DROP TABLE {config.qualified('date_lookup')}")       # forget it (data stays)
-    assert "date_lookup" in register_tables(spark, config)
-    assert spark.table(config.qualified("date_lookup")).count() == 365
+    spark.sql(f"DROP TABLE {set_up.qualified('date_lookup')}")       # forget it (data stays)
+    assert "date_lookup" in register_tables(spark, set_up)
+    assert spark.table(set_up.qualified("date_lookup")).count() == 365
 
 
 # ------------------------------------------------------------------ set-up cut short (issue 17)
@@ -129,9 +171,7 @@ def test_setup_creates_the_tables_a_killed_setup_left_without_a_commit_and_keeps
 def test_a_setup_killed_at_its_first_commits_then_run_in_a_new_process_creates_every_table_whole(
         spark, make_config):
     """Every table's folder as a kill leaves it, the catalog empty (a new process): each one is
-    created with its partitioning and properties, as a clean set-up makes it."""
-    from sbit_lib.course.tables import parse_columns
-
+    created with the spec's columns and partitioning and its properties, as a clean set-up makes it."""
     config = make_config("setup_cut")
     for number, table in enumerate(ALL_TABLES):
         if number % 3 == 0:
@@ -142,10 +182,11 @@ def test_a_setup_killed_at_its_first_commits_then_run_in_a_new_process_creates_e
     SetupHelper(config, spark).setup()
     for table in ALL_TABLES:
         detail = spark.sql(f"DESCRIBE DETAIL {config.qualified(table.name)}").first()
-        assert tuple(detail["partitionColumns"]) == table.partitioned_by, table.name
+        assert detail["partitionColumns"] == PARTITIONED.get(table.name, []), table.name
+        # the properties are the pipeline's own choices (Change Data Feed, statistics columns),
+        # not the spec's: the ones its definition asks for, as a clean set-up sets them
         assert set(table.properties) <= set(detail["properties"].items()), table.name
-        assert [(f.name, f.dataType.simpleString()) for f in spark.table(config.qualified(table.name)).schema] \
-            == parse_columns(table.columns), table.name
+        assert columns(spark, config.qualified(table.name)) == EXPECTED_SCHEMAS[table.name], table.name
 
 
 def test_setup_leaves_a_commitless_folder_holding_other_files_alone(spark, make_config):

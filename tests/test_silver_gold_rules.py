@@ -13,6 +13,7 @@ clean-up's finer points there without a run of its own.
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from sbit_lib.course.run import run, validate_every_layer
 from sbit_lib.course.setup_helper import SetupHelper
 from sbit_lib.course.silver import Silver
 from sbit_lib.testing.reference import write_expectations
+from sbit_lib.testing.spec import KEYS
+from sbit_lib.testing.validation import ValidationError
 
 START = 1678521600            # 2023-03-11 08:00:00 UTC
 END = START + 3600            # a one-hour workout
@@ -114,36 +117,63 @@ def rows(spark, config, table, order):
     return [tuple(r) for r in spark.table(config.qualified(table)).orderBy(*order).collect()]
 
 
-def test_set_1(spark, tiny):
+@dataclass(frozen=True)
+class Ran:
+    """The tables the rules are checked on, right after set n's run: the next set changes them."""
+
+    tables: dict[str, list[tuple]]     # rows ordered by the table's key (spec.KEYS)
+    problem: str | None                # what validate_every_layer(n) found wrong, None when nothing
+
+
+def run_set(spark, config, n: int, tables: tuple[str, ...]) -> Ran:
+    """Produce set n, run the pipeline once, and record `tables` and every layer's validation."""
+    Producer(config).produce(n)
+    run(config, spark=spark)
+    try:
+        validate_every_layer(config, spark, n)          # landing zone, bronze, silver, gold
+        problem = None
+    except ValidationError as err:
+        problem = str(err)
+    return Ran({t: rows(spark, config, t, KEYS[t]) for t in tables}, problem)
+
+
+@pytest.fixture(scope="module")
+def set_1(spark, tiny) -> Ran:
+    """The environment's first run (set-up included), on set 1."""
+    return run_set(spark, tiny, 1, ("users", "user_profile", "completed_workouts", "workout_bpm",
+                                    "workout_bpm_summary"))
+
+
+@pytest.fixture(scope="module")
+def set_2(spark, tiny, set_1) -> Ran:
+    return run_set(spark, tiny, 2, ("gym_logs", "user_bins", "workout_bpm_summary"))
+
+
+def test_set_1(tiny, set_1):
     assert str(tiny.landing_zone).startswith("file:///") and str(tiny.checkpoint_zone).startswith("file:///")
-    Producer(tiny).produce(1)
-    run(tiny, spark=spark)
     data, checkpoints = local_folders(tiny)            # the tables and checkpoints are in the URL zones
     assert (data / "delta" / "workout_bpm_summary" / "_delta_log" / f"{1:020d}.json").is_file()   # set-up made 0
     assert (checkpoints / "kafka_multiplex_bz" / "commits" / "0").is_file()
-    assert [r[:2] for r in rows(spark, tiny, "users", ["user_id"])] == [(1, 101), (2, 102)]
-    profiles = {r[0]: r[7] for r in rows(spark, tiny, "user_profile", ["user_id"])}
-    assert profiles == {1: "Gamma", 2: "Delta"}
-    assert [r[:3] for r in rows(spark, tiny, "completed_workouts", ["user_id"])] == [(1, 1, 1)]
-    bpm_times = [r[5].timestamp() for r in rows(spark, tiny, "workout_bpm", ["time"])]
-    assert bpm_times == [START + 60, END]
-    summary = rows(spark, tiny, "workout_bpm_summary", ["user_id"])
-    assert [(r[2], r[7], r[9], r[10]) for r in summary] == [(1, 90.0, 100.0, 2)]
-    validate_every_layer(tiny, spark, 1)          # landing zone, bronze, silver, gold
+    tables = set_1.tables
+    assert [r[:2] for r in tables["users"]] == [(1, 101), (2, 102)]
+    assert {r[0]: r[7] for r in tables["user_profile"]} == {1: "Gamma", 2: "Delta"}
+    assert [r[:3] for r in tables["completed_workouts"]] == [(1, 1, 1)]
+    assert [r[5].timestamp() for r in tables["workout_bpm"]] == [START + 60, END]
+    assert [(r[2], r[7], r[9], r[10]) for r in tables["workout_bpm_summary"]] == [(1, 90.0, 100.0, 2)]
+    assert set_1.problem is None, set_1.problem
 
 
-def test_set_2(spark, tiny):
-    Producer(tiny).produce(2)
-    run(tiny, spark=spark)
-    logouts = {(r[0], r[1]): r[3].timestamp() for r in rows(spark, tiny, "gym_logs", ["mac_address"])}
+def test_set_2(set_2):
+    tables = set_2.tables
+    logouts = {(r[0], r[1]): r[3].timestamp() for r in tables["gym_logs"]}
     assert logouts[("m1", 1)] == 1678527000 and logouts[("m2", 2)] == 1678526000
-    assert {r[0]: r[3] for r in rows(spark, tiny, "user_bins", ["user_id"])} == {1: "Omega", 2: "Delta", 3: "Epsilon"}
-    summary = {r[2]: (r[7], r[9], r[10]) for r in rows(spark, tiny, "workout_bpm_summary", ["user_id"])}
+    assert {r[0]: r[3] for r in tables["user_bins"]} == {1: "Omega", 2: "Delta", 3: "Epsilon"}
+    summary = {r[2]: (r[7], r[9], r[10]) for r in tables["workout_bpm_summary"]}
     assert summary[1] == (90.0, 120.0, 3)            # the late reading corrected the summary
-    validate_every_layer(tiny, spark, 2)
+    assert set_2.problem is None, set_2.problem
 
 
-def test_a_rerun_without_new_data_changes_no_table(spark, tiny):
+def test_a_rerun_without_new_data_changes_no_table(spark, tiny, set_2):
     tables = Silver.TABLES + ("workout_bpm_summary",)
     before = {t: spark.sql(f"DESCRIBE HISTORY {tiny.qualified(t)}").first()["version"] for t in tables}
     run(tiny, spark=spark)
@@ -151,7 +181,9 @@ def test_a_rerun_without_new_data_changes_no_table(spark, tiny):
     assert after == before
 
 
-def test_clean_up_empties_both_url_zones(spark, tiny):
+def test_clean_up_empties_both_url_zones(spark, tiny, set_1):
+    """After a run (set 1's, or every one before it in the module): this ends the environment,
+    so it stays the module's last test."""
     data, checkpoints = local_folders(tiny)
     assert (checkpoints / "heart_rate" / "commits").is_dir() and (data / "delta" / "users").is_dir()
     SetupHelper(tiny, spark).cleanup()
