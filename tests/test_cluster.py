@@ -12,8 +12,8 @@ import pytest
 
 from sbit_lib.ops.cluster import LOOPBACK, ClusterError, LocalCluster
 
-# The long tail (`make test-full`): a master and two workers are three more JVMs.
-pytestmark = pytest.mark.full
+# The tests that start a cluster are the long tail (`make test-full`): a master and its workers
+# are JVMs of their own.
 
 # A separate process: the test process already has its (local) SparkSession.
 CLIENT = r"""
@@ -65,6 +65,7 @@ def _left_after_stop(groups, timeout_s: float = 15) -> list[int]:
     return _alive(groups)
 
 
+@pytest.mark.full
 def test_a_local_cluster_runs_delta_work_on_two_executors_and_stops(tmp_path):
     with LocalCluster(workers=2, cores=1, memory="1g", logs=tmp_path / "logs") as cluster:
         status = cluster.status()
@@ -85,6 +86,7 @@ def test_a_local_cluster_runs_delta_work_on_two_executors_and_stops(tmp_path):
     assert _left_after_stop(pids) == []
 
 
+@pytest.mark.full
 def test_the_cluster_is_stopped_when_the_block_using_it_fails(tmp_path):
     with pytest.raises(RuntimeError, match="the test fails here"):
         with LocalCluster(workers=1, cores=1, memory="1g", logs=tmp_path / "logs") as cluster:
@@ -93,6 +95,7 @@ def test_the_cluster_is_stopped_when_the_block_using_it_fails(tmp_path):
     assert _left_after_stop(pids) == []
 
 
+@pytest.mark.full
 def test_a_cluster_that_cannot_start_says_so_and_leaves_nothing_running(tmp_path):
     cluster = LocalCluster(workers=1, cores=1, memory="not-a-size", logs=tmp_path / "logs", timeout_s=60)
     with pytest.raises(ClusterError, match=r"worker-1 exited .* logs in"):
