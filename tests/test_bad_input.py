@@ -1,8 +1,13 @@
-"""Bad input through every layer: the dirty sets of sbit_lib.testing.dirty_data, in batch mode.
+"""Bad input through every layer: the dirty sets of sbit_lib.testing.dirty_data.
 
 Every table, the quarantine and the rejects equal the reference's (computed from the
 files alone); the hand-worked cases are asserted once more by value; the counts add
 up: landed = bronze + quarantined, bronze = silver rows + rejected + dropped by design.
+
+The fast tier (`make test`) sends both sets through the stream job, killed (SIGKILL) in the
+middle of set 1; the same sets in batch mode, set by set, are the long tail (`full`): bronze
+and silver run the same per-micro-batch code in both, and notebook 05 follows a dirty set 1
+through every layer in batch mode.
 """
 
 import pytest
@@ -46,21 +51,26 @@ def _counts_add_up(spark, config, n):
         assert line["bronze"] == line["rows"] + rejected + line["dropped"] and line["dropped"] >= 0, line
 
 
+@pytest.mark.full
 def test_set_1_every_bad_record_is_kept_or_counted_and_no_query_fails(spark, dirty):
     Producer(dirty).produce(1)
     run(dirty, spark=spark)
     validate_every_layer(dirty, spark, 1)
     _counts_add_up(spark, dirty, 1)
+    _hand_worked(spark, dirty, completed=[1])
 
-    db = dirty.db_name
-    # hand-worked: a dob that does not parse, or none, keeps the user with age NULL (not "95+")
+
+def _hand_worked(spark, config, completed: list[int]):
+    """The dirty sets' hand-worked cases, by value (`completed`: the users whose workouts completed)."""
+    db = config.db_name
+    # a dob that does not parse, or none, keeps the user with age NULL (not "95+")
     ages = dict(spark.sql(f"SELECT user_id, age FROM {db}.user_bins").collect())
     assert ages == {1: None, 2: "25-35", 3: None, 4: "25-35"}
     # a registration without device or mac is rejected, not a user
     assert sorted(r[0] for r in spark.sql(f"SELECT user_id FROM {db}.users").collect()) == [1, 2, 3, 4]
     # the stop before its start completes nothing; no negative duration anywhere
     assert spark.sql(f"SELECT count(*) FROM {db}.completed_workouts WHERE end_time <= start_time").first()[0] == 0
-    assert [r[0] for r in spark.sql(f"SELECT user_id FROM {db}.completed_workouts").collect()] == [1]
+    assert sorted(r[0] for r in spark.sql(f"SELECT user_id FROM {db}.completed_workouts").collect()) == completed
     assert spark.sql(f"SELECT count(*) FROM {db}.gym_summary WHERE minutes_exercising < 0").first()[0] == 0
     # the first reading of a device at a time wins; a NULL heartrate is kept as invalid
     first = spark.sql(f"SELECT heartrate FROM {db}.heart_rate WHERE device_id = 101 "
@@ -75,21 +85,34 @@ def test_set_1_every_bad_record_is_kept_or_counted_and_no_query_fails(spark, dir
     assert "update_type not new or update" in reasons
 
 
+@pytest.mark.full
 def test_set_2_a_file_with_an_extra_column_is_quarantined_whole_empty_files_are_fine(spark, dirty):
     Producer(dirty).produce(2)
     run(dirty, spark=spark)
     validate_every_layer(dirty, spark, 2)
     _counts_add_up(spark, dirty, 2)
-    whole = spark.sql(f"SELECT reason FROM {dirty.db_name}.quarantine_bz "
+    _quarantined_whole(spark, dirty)
+
+
+@pytest.mark.full
+def test_sbit_counts_shows_rejects_per_table_and_reason_beside_the_rows(spark, dirty, capsys):
+    _counts_printed(dirty, capsys)
+
+
+def _quarantined_whole(spark, config):
+    """Set 2's registrations file has an extra column: both its lines quarantined, with the reason."""
+    whole = spark.sql(f"SELECT reason FROM {config.db_name}.quarantine_bz "
                       "WHERE source_file LIKE '%1-registered_users_2.csv'").collect()
     assert [r[0] for r in whole] == ["header unexpected column(s) email: file quarantined whole"] * 2
 
 
-def test_sbit_counts_shows_rejects_per_table_and_reason_beside_the_rows(spark, dirty, capsys):
+def _counts_printed(config, capsys):
+    """`sbit counts` after set 2 shows the quarantined, rejected and dropped records beside the rows."""
     from sbit_lib.ops import cli
 
-    assert cli.main(["counts", "--env", dirty.environment, "--home", str(dirty.home),
-                     "--test-data", str(dirty.test_data)]) == 0
+    capsys.readouterr()
+    assert cli.main(["counts", "--env", config.environment, "--home", str(config.home),
+                     "--test-data", str(config.test_data)]) == 0
     out = capsys.readouterr().out
     assert "        2  registered_users_bz: header unexpected column(s) email: file quarantined whole" in out
     assert "users                        4 rows  from 8 records of registered_users_bz" in out
@@ -98,6 +121,7 @@ def test_sbit_counts_shows_rejects_per_table_and_reason_beside_the_rows(spark, d
     assert "        1  dropped by design: topics no silver table reads: alerts" in out
 
 
+@pytest.mark.full
 def test_a_rerun_with_no_new_data_writes_no_reject_twice(spark, dirty):
     before = spark.table(dirty.qualified("rejects_sv")).count()
     run(dirty, spark=spark)
@@ -106,7 +130,7 @@ def test_a_rerun_with_no_new_data_writes_no_reject_twice(spark, dirty):
 
 
 def test_the_stream_job_killed_mid_set_keeps_running_on_dirty_sets_and_ends_equal_to_the_reference(
-        spark, lakehouse_home, dirty):
+        spark, lakehouse_home, dirty, capsys):
     import time
 
     from sbit_lib.ops.stream_test import StreamTest
@@ -129,5 +153,8 @@ def test_the_stream_job_killed_mid_set_keeps_running_on_dirty_sets_and_ends_equa
         assert test.job.alive(), f"the job stopped; its log:\n{test.job.log_tail()}"
         validate_every_layer(config, spark, 2)
         _counts_add_up(spark, config, 2)
+        _hand_worked(spark, config, completed=[1, 4])       # set 2 completes user 4's workout
+        _quarantined_whole(spark, config)
+        _counts_printed(config, capsys)
     finally:
         test.stop()
