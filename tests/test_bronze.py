@@ -251,6 +251,9 @@ def test_a_changed_date_lookup_reaches_the_next_batch(spark, dirty):
 
 # ---------------------------------------------------------------- stream mode
 
+# The long tail: its own environment, set up and loaded, for what the fast tier's stream job
+# tests (tests/test_stream_job.py, tests/test_bad_input.py) also show: files landed while it runs.
+@pytest.mark.full
 def test_a_running_stream_picks_up_a_file_landed_while_it_runs(spark, lakehouse_home, test_data):
     from sbit_lib.course.config import Config
     from sbit_lib.spark.storage import atomic_copy
