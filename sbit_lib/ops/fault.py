@@ -195,11 +195,17 @@ class RunProcess:
     def freeze(self, timeout_s: float = 30) -> None:
         """SIGSTOP to the run's process group; return once every thread of it has stopped, so
         the files can be looked at with nothing more written, not even a write under way."""
-        os.killpg(self.process.pid, signal.SIGSTOP)
         deadline = time.monotonic() + timeout_s
-        while not all(state in "TtZX" for state in _group_threads(self.process.pid)):
+        while True:
+            # Sent again on every look: a process the JVM started while the first one was being
+            # delivered (a helper of Hadoop's shell commands) may have missed it.
+            os.killpg(self.process.pid, signal.SIGSTOP)
+            running = [t for t in _group_threads(self.process.pid) if t[2] not in "TtZX"]
+            if not running:
+                return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"process group {self.process.pid} not stopped {timeout_s} s after SIGSTOP")
+                raise RuntimeError(f"process group {self.process.pid} not stopped {timeout_s} s after SIGSTOP; "
+                                   "still running (pid, thread, state): " + ", ".join(map(str, running[:10])))
             time.sleep(0.001)
 
     def resume(self) -> None:
@@ -218,19 +224,22 @@ class RunProcess:
         return marks(self.lines)
 
 
-def _group_threads(pgid: int) -> list[str]:
-    """The state (R, S, D, T, ...) of every thread of every process in process group `pgid`."""
-    def fields(stat: Path) -> list[str]:
+def _group_threads(pgid: int) -> list[tuple[str, str, str]]:
+    """(pid, thread name, state: R, S, D, T, ...) of every thread of every process in group `pgid`."""
+    def read(stat: Path) -> tuple[str, list[str]]:
         try:
-            return stat.read_text().rsplit(")", 1)[1].split()     # state, ppid, pgrp, ...
-        except (OSError, IndexError):
-            return []                                           # ended meanwhile
+            text = stat.read_text()
+            return text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()  # state, ppid, pgrp
+        except (OSError, ValueError, IndexError):
+            return "", []                                       # ended meanwhile
 
-    states = []
+    threads = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        if fields(stat)[2:3] == [str(pgid)]:
-            states += [f[0] for f in map(fields, stat.parent.glob("task/*/stat")) if f]
-    return states
+        if read(stat)[1][2:3] == [str(pgid)]:
+            for name, fields in map(read, stat.parent.glob("task/*/stat")):
+                if fields:
+                    threads.append((stat.parent.name, name, fields[0]))
+    return threads
 
 
 def marks(lines) -> list[tuple[float, str]]:
