@@ -200,7 +200,7 @@ class RunProcess:
             # Sent again on every look: a process the JVM started while the first one was being
             # delivered (a helper of Hadoop's shell commands) may have missed it.
             os.killpg(self.process.pid, signal.SIGSTOP)
-            running = [t for t in _group_threads(self.process.pid) if t[2] not in "TtZX"]
+            running = _running_threads(self.process.pid)
             if not running:
                 return
             if time.monotonic() > deadline:
@@ -224,8 +224,13 @@ class RunProcess:
         return marks(self.lines)
 
 
-def _group_threads(pgid: int) -> list[tuple[str, str, str]]:
-    """(pid, thread name, state: R, S, D, T, ...) of every thread of every process in group `pgid`."""
+def _running_threads(pgid: int) -> list[tuple[str, str, str]]:
+    """(pid, thread name, state) of every thread of process group `pgid` that has not stopped.
+
+    Stopped are T and t, and so are ended threads (Z, X) and a thread in D whose process has a
+    stopped child: a JVM starts a program with vfork, and the thread that did waits (in D) until
+    the child runs on to its exec, which a child stopped first never does; it writes nothing meanwhile.
+    """
     def read(stat: Path) -> tuple[str, list[str]]:
         try:
             text = stat.read_text()
@@ -233,13 +238,19 @@ def _group_threads(pgid: int) -> list[tuple[str, str, str]]:
         except (OSError, ValueError, IndexError):
             return "", []                                       # ended meanwhile
 
-    threads = []
+    processes = {}                                             # pid: (state, ppid) of the group's processes
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        if read(stat)[1][2:3] == [str(pgid)]:
-            for name, fields in map(read, stat.parent.glob("task/*/stat")):
-                if fields:
-                    threads.append((stat.parent.name, name, fields[0]))
-    return threads
+        fields = read(stat)[1]
+        if fields[2:3] == [str(pgid)]:
+            processes[stat.parent.name] = (fields[0], fields[1])
+    waiting_on_a_stopped_child = {ppid for state, ppid in processes.values() if state in "Tt"}
+    running = []
+    for pid in processes:
+        for name, fields in map(read, Path(f"/proc/{pid}/task").glob("*/stat")):
+            state = fields[0] if fields else "X"
+            if state not in "TtZX" and not (state == "D" and pid in waiting_on_a_stopped_child):
+                running.append((pid, name, state))
+    return running
 
 
 def marks(lines) -> list[tuple[float, str]]:
