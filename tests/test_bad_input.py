@@ -8,6 +8,14 @@ The fast tier (`make test`) sends both sets through the stream job, killed (SIGK
 middle of set 1; the same sets in batch mode, set by set, are the long tail (`full`): bronze
 and silver run the same per-micro-batch code in both, and notebook 05 follows a dirty set 1
 through every layer in batch mode.
+
+Once the stream job has been validated, the same running job is watched and stopped from
+outside, as a user would (the fast tier's version of tests/test_stream_job.py, whose own test
+on the course's data is `full`): a half-copied file under the producer's hidden temporary
+name is never read, a malformed file sends its broken line to quarantine_bz and its good
+lines on, the completed file is read at the next trigger and reaches silver heart_rate;
+`sbit status` shows the job, `sbit stop` stops it with exit 0, and a restart with no new
+data, stopped by SIGTERM, changes no table and writes no new checkpoint commit or offset.
 """
 
 import pytest
@@ -130,7 +138,7 @@ def test_a_rerun_with_no_new_data_writes_no_reject_twice(spark, dirty):
 
 
 def test_the_stream_job_killed_mid_set_keeps_running_on_dirty_sets_and_ends_equal_to_the_reference(
-        spark, lakehouse_home, dirty, capsys):
+        spark, lakehouse_home, dirty, capsys, test_data, tmp_path):
     import time
 
     from sbit_lib.ops.stream_test import StreamTest
@@ -156,5 +164,89 @@ def test_the_stream_job_killed_mid_set_keeps_running_on_dirty_sets_and_ends_equa
         _hand_worked(spark, config, completed=[1, 4])       # set 2 completes user 4's workout
         _quarantined_whole(spark, config)
         _counts_printed(config, capsys)
+        _watched_and_stopped_from_outside(spark, test, test_data, tmp_path)
     finally:
-        test.stop()
+        test.stop()       # after a pass the job has already stopped; after a failure this stops it
+
+
+def _watched_and_stopped_from_outside(spark, test, test_data, tmp_path):
+    """The running, validated job reads landed files, skips half-copied ones, survives bad ones;
+    `sbit status` shows it, `sbit stop` stops it, and a restart with no new data changes nothing.
+
+    The files landed carry course readings (device 900001, before the dirty sets' times): keys
+    no dirty set has, so every count below is the count before plus what was landed.
+    """
+    import itertools
+    import json
+    import os
+    import signal
+
+    from sbit_lib.course.tables import ALL_TABLES
+    from sbit_lib.ops.job import read_status
+    from sbit_lib.spark.storage import atomic_copy
+    from tests.conftest import sbit_cli, wait_for
+    from tests.test_stream_job import QUERIES, checkpoint_files, count, wait_until_caught_up
+
+    config = test.config
+    args = ["--env", config.environment, "--home", str(config.home), "--test-data", str(config.test_data),
+            "--as-of", str(config.as_of)]
+    kafka = config.landing_zone / "kafka_multiplex_bz"
+    with (test_data / "3-bpm_1.json").open() as course_file:
+        lines = list(itertools.islice(course_file, 152))
+    readings = {(v["device_id"], float(v["time"])) for v in (json.loads(json.loads(line)["value"]) for line in lines)}
+    # Computed from the lines alone; none of these readings is in heart_rate yet.
+    hr = spark.read.format("delta").load(str(config.table_location("heart_rate")))
+    assert not readings & {(r[0], r[1]) for r in hr.selectExpr("device_id", "CAST(time AS DOUBLE)").collect()}
+    quarantined, bronze, silver = (count(spark, config, t) for t in ("quarantine_bz", "kafka_multiplex_bz",
+                                                                       "heart_rate"))
+
+    # A copy in progress, under the producer's hidden temporary name, its last line cut short.
+    partial = kafka / ".3-bpm-part.json.4242.tmp"
+    partial.write_text("".join(lines[:100]) + lines[100][:40])
+    # A malformed file: two good records around a broken line.
+    bad = tmp_path / "x-malformed.json"
+    bad.write_text(lines[150] + '{"key": "1", "value": \n' + lines[151])
+    atomic_copy(bad, kafka / bad.name)
+    wait_for(lambda: count(spark, config, "quarantine_bz") == quarantined + 1, 240,
+             "the broken line to reach quarantine_bz")
+    assert count(spark, config, "kafka_multiplex_bz") == bronze + 2      # nothing of the half-copied file
+    raw = [r.raw_record for r in spark.read.format("delta").load(str(config.table_location("quarantine_bz")))
+           .where(f"source_file LIKE '%{bad.name}'").collect()]
+    assert len(raw) == 1 and raw[0].startswith('{"key": "1", "value":'), raw
+    assert test.job.alive(), test.job.log_tail()
+
+    # The copy completes and is renamed into place: the next trigger reads all of it.
+    with partial.open("a") as handle:
+        handle.write(lines[100][40:] + "".join(lines[101:150]))
+    os.replace(partial, kafka / "3-bpm-part.json")
+    wait_for(lambda: count(spark, config, "kafka_multiplex_bz") == bronze + 152, 240,
+             "the completed file's 150 records")
+    assert count(spark, config, "quarantine_bz") == quarantined + 1
+    wait_for(lambda: count(spark, config, "heart_rate") == silver + len(readings), 240,
+             "silver heart_rate to catch up")
+
+    wait_until_caught_up(test, config, 240, "every query to have processed what was landed")
+    status = sbit_cli("status", *args)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"Stream job of environment '{config.environment}': running" in status.stdout, status.stdout
+    assert status.stdout.count("True") == QUERIES and "heart_rate_upsert_stream" in status.stdout, status.stdout
+
+    stop = sbit_cli("stop", *args)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert test.job.process.wait(timeout=60) == 0
+    final = read_status(config)
+    assert final["state"] == "stopped" and not final["alive"]
+    assert len(final["queries"]) == QUERIES and not any(q["active"] for q in final["queries"])
+    assert "All queries stopped" in test.job.log_tail()
+
+    # Restart with no new data: every query looks for data once, and nothing changes.
+    versions, checkpoints = test._versions(), checkpoint_files(config)
+    test.start(clean=False)
+    wait_until_caught_up(test, config, 180, "every query to have looked for new data and found none")
+    test.job.process.send_signal(signal.SIGTERM)
+    assert test.job.process.wait(timeout=120) == 0, test.job.log_tail()
+    assert read_status(config)["state"] == "stopped"
+    assert test._versions() == versions
+    assert {t.name for t in ALL_TABLES} <= set(versions)
+    new_files = checkpoint_files(config) - checkpoints
+    assert not [f for f in new_files if "/commits/" in f or "/offsets/" in f], new_files

@@ -4,12 +4,18 @@ A file landed while it runs is read at the next trigger; a half-copied file (the
 producer's hidden temporary name) is never read; a malformed file does not stop it;
 `sbit status` shows it; `sbit stop` and SIGTERM stop it with exit 0; a restart after a
 clean stop with no new data changes no table.
+
+All of this runs on the course's data, in a job of its own: the long tail (`full`). The fast
+tier (`make test`) makes the same checks on the job that tests/test_bad_input.py's dirty stream
+test already runs, once it has validated every layer; that test imports the helpers below.
 """
 
 import json
 import os
 import signal
 from datetime import datetime
+
+import pytest
 
 from sbit_lib.course.config import Config
 from sbit_lib.course.tables import ALL_TABLES
@@ -57,6 +63,7 @@ def checkpoint_files(config) -> set:
             if p.is_file() and "/state/" not in p.as_posix()}
 
 
+@pytest.mark.full
 def test_a_running_job_reads_landed_files_skips_half_copied_ones_and_survives_bad_ones(
         spark, lakehouse_home, test_data, tmp_path):
     config = Config.resolve(environment="stream_job", home=lakehouse_home, test_data=test_data)
