@@ -63,6 +63,15 @@ def _builder(app_name: str, master: str, ui: bool, warehouse_dir: str) -> SparkS
         .config("spark.ui.enabled", str(ui).lower())
         .config("spark.ui.showConsoleProgress", "false")
     )
+    if master.startswith("local"):
+        # Interpreted projections instead of generated Java code. Every task of every query
+        # generates, formats and compiles the code of its projections (Delta's log replay,
+        # its statistics, each foreachBatch MERGE), and on a laptop's small micro-batches that
+        # costs more than the rows do: a quarter of the CPU of sets 1-2 of small data through
+        # every layer; the course's full sets take as long either way. Whole-stage code
+        # generation stays (its plans are cached). A SQL setting: a session may set it back
+        # with spark.conf.set("spark.sql.codegen.factoryMode", "FALLBACK").
+        builder = builder.config("spark.sql.codegen.factoryMode", "NO_CODEGEN")
     if master.startswith("spark://") and os.environ.get("SBIT_DYNAMIC_ALLOCATION", "") != "false":
         # A standalone cluster gives an application every free core until it ends. The batch
         # test's notebook waits while the 07-run it starts (another application) works, so
