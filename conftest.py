@@ -30,6 +30,9 @@ SLOW_FIRST = (
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
     os.environ["SBIT_SPARK_UI"] = "false"
+    # Projections evaluated interpreted: the tests' micro-batches are small, and generating and
+    # compiling each task's code costs more than their rows (sbit_lib/spark/session.py).
+    os.environ["SBIT_SPARK_CODEGEN"] = "false"
     # a developer's own settings must not change the tests
     for name in ("SBIT_ENV", "SBIT_MODE", "SBIT_DATA_ZONE", "SBIT_CHECKPOINT_ZONE"):
         os.environ.pop(name, None)

@@ -76,9 +76,12 @@ def _claim_database(spark: SparkSession, config: Config) -> None:
     """
     previous = _DATABASE_ROOTS.get(config.db_name)
     if previous is not None and previous != config.tables_zone and spark.catalog.databaseExists(config.db_name):
-        for table in spark.catalog.listTables(config.db_name):
-            kind = "VIEW" if table.tableType == "VIEW" else "TABLE"
-            spark.sql(f"DROP {kind} IF EXISTS {config.db_name}.{table.name}")
+        # SHOW TABLES, not catalog.listTables: the latter fails to decode its rows when
+        # projections are interpreted (SBIT_SPARK_CODEGEN=false, as in the tests).
+        for row in spark.sql(f"SHOW TABLES IN {config.db_name}").collect():
+            name = f"{config.db_name}.{row.tableName}"
+            kind = "VIEW" if spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
+            spark.sql(f"DROP {kind} IF EXISTS {name}")
         spark.sql(f"DROP DATABASE IF EXISTS {config.db_name}")
     _DATABASE_ROOTS[config.db_name] = config.tables_zone
 

@@ -187,9 +187,9 @@ def register_existing(spark, config: Config) -> list[str]:
     registered = register_tables(spark, config)
     # Before this pipeline has made gym_summary (a first run cut short), register_tables makes the
     # hand-built view over the silver tables, which would stand in the materialized view's way.
-    for table in spark.catalog.listTables(config.db_name):
-        if table.name == GYM_SUMMARY and table.tableType == "VIEW":
-            spark.sql(f"DROP VIEW {config.qualified(GYM_SUMMARY)}")
+    name = config.qualified(GYM_SUMMARY)
+    if spark.catalog.tableExists(name) and spark.catalog.getTable(name).tableType == "VIEW":
+        spark.sql(f"DROP VIEW {name}")
     return registered
 
 
