@@ -85,3 +85,16 @@ def test_checkpoints_are_one_folder_per_query(tmp_path):
     assert config.checkpoint_dir("a") != config.checkpoint_dir("b")
     assert config.checkpoint_dir("a").parent == config.checkpoint_zone
     assert isinstance(config.table_location("users"), Path)
+
+
+def test_the_code_generation_setting_reads_true_or_false_and_refuses_anything_else(monkeypatch):
+    from sbit_lib.spark.session import codegen_setting
+
+    monkeypatch.delenv("SBIT_SPARK_CODEGEN", raising=False)
+    assert codegen_setting() is True                     # unset: Spark's default
+    for value, on in (("false", False), ("0", False), ("True", True), (" no ", False)):
+        monkeypatch.setenv("SBIT_SPARK_CODEGEN", value)
+        assert codegen_setting() is on, value
+    monkeypatch.setenv("SBIT_SPARK_CODEGEN", "off")
+    with pytest.raises(ConfigError, match=r"SBIT_SPARK_CODEGEN='off' is neither true nor false"):
+        codegen_setting()
