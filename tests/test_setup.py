@@ -114,6 +114,26 @@ def test_a_second_session_sees_tables_through_their_locations(spark, set_up):
     assert spark.table(set_up.qualified("date_lookup")).count() == 365
 
 
+def test_the_same_environment_under_another_home_forgets_the_old_tables_temporary_views_aside(
+        spark, set_up, tmp_path):
+    """A notebook re-run with another SBIT_HOME: the database's entries of the old home go, so a
+    name never resolves to another lakehouse's table; a temporary view of the session stays."""
+    from sbit_lib.course.catalog import register_tables
+
+    register_tables(spark, set_up)
+    spark.range(3).createOrReplaceTempView("a_learners_scratch_view")
+    elsewhere = Config.resolve(environment=set_up.environment, home=tmp_path / "elsewhere",
+                               test_data=set_up.test_data)
+    try:
+        assert register_tables(spark, elsewhere) == []            # nothing set up there yet
+        assert not spark.catalog.tableExists(set_up.qualified("date_lookup"))
+        assert spark.table("a_learners_scratch_view").count() == 3
+    finally:
+        assert "date_lookup" in register_tables(spark, set_up)    # the module's environment back
+        spark.catalog.dropTempView("a_learners_scratch_view")
+    assert spark.table(set_up.qualified("date_lookup")).count() == 365
+
+
 # ------------------------------------------------------------------ set-up cut short (issue 17)
 def delta_log(config, table: str):
     return config.table_location(table) / "_delta_log"

@@ -78,7 +78,7 @@ def _claim_database(spark: SparkSession, config: Config) -> None:
     if previous is not None and previous != config.tables_zone and spark.catalog.databaseExists(config.db_name):
         # SHOW TABLES, not catalog.listTables: the latter fails to decode its rows when
         # projections are interpreted (SBIT_SPARK_CODEGEN=false, as in the tests).
-        for row in spark.sql(f"SHOW TABLES IN {config.db_name}").collect():
+        for row in spark.sql(f"SHOW TABLES IN {config.db_name}").where("NOT isTemporary").collect():
             name = f"{config.db_name}.{row.tableName}"
             kind = "VIEW" if spark.catalog.getTable(name).tableType == "VIEW" else "TABLE"
             spark.sql(f"DROP {kind} IF EXISTS {name}")
