@@ -72,3 +72,27 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def listeners(pid: int) -> list[tuple[str, int, str, int, bool]]:
+    """The TCP ports that process `pid` and every process under it listen on, as
+    (process name, pid, address, port, on loopback). Java's dual-stack sockets show an IPv4
+    address as ::ffff:a.b.c.d, and every interface as :: (not loopback)."""
+    import ipaddress
+
+    import psutil
+
+    root = psutil.Process(pid)
+    found = []
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            name, connections = process.name(), process.net_connections(kind="tcp")
+        except psutil.Error:                       # ended meanwhile
+            continue
+        for connection in connections:
+            if connection.status != psutil.CONN_LISTEN:
+                continue
+            address = ipaddress.ip_address(connection.laddr.ip.split("%")[0])
+            address = getattr(address, "ipv4_mapped", None) or address
+            found.append((name, process.pid, connection.laddr.ip, connection.laddr.port, address.is_loopback))
+    return found

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from sbit_lib.ops.cluster import LOOPBACK, ClusterError, LocalCluster
+from tests.conftest import listeners
 
 # The tests that start a cluster are the long tail (`make test-full`): a master and its workers
 # are JVMs of their own.
@@ -72,6 +73,10 @@ def test_a_local_cluster_runs_delta_work_on_two_executors_and_stops(tmp_path):
         assert status["aliveworkers"] == 2 and status["cores"] == 2
         pids = [p.pid for p in cluster._procs]
         assert len(_alive(pids)) == 3
+        # master and workers (their RPC ports and web UIs) listen on loopback only; no REST server
+        listening = [entry for pid in pids for entry in listeners(pid)]
+        assert len(listening) >= 6 and 6066 not in [port for *_, port, _ in listening], listening
+        assert not [entry for entry in listening if not entry[4]], listening
         env = {**os.environ, **LOOPBACK, "SBIT_SPARK_MASTER": cluster.master_url, "SBIT_SPARK_UI": "false",
                "SBIT_DYNAMIC_ALLOCATION": "false", "SBIT_SHUFFLE_PARTITIONS": "2"}
         done = subprocess.run([sys.executable, "-c", CLIENT, str(tmp_path / "lakehouse")], env=env,

@@ -98,3 +98,19 @@ def test_the_code_generation_setting_reads_true_or_false_and_refuses_anything_el
     monkeypatch.setenv("SBIT_SPARK_CODEGEN", "off")
     with pytest.raises(ConfigError, match=r"SBIT_SPARK_CODEGEN='off' is neither true nor false"):
         codegen_setting()
+
+
+def test_the_driver_stays_on_loopback_unless_an_address_is_given_and_a_remote_master_needs_one(monkeypatch):
+    from sbit_lib.spark.session import host_setting
+
+    monkeypatch.delenv("SBIT_SPARK_HOST", raising=False)
+    for master in ("local[*]", "local[2]", "spark://127.0.0.1:7077", "spark://localhost:7077"):
+        assert host_setting(master) is None, master          # every listener on loopback
+    # executors on another machine could not connect back to a driver on 127.0.0.1
+    with pytest.raises(ConfigError, match=r"master 'spark://192\.0\.2\.7:7077' is on another machine.*SBIT_SPARK_HOST"):
+        host_setting("spark://192.0.2.7:7077")
+    monkeypatch.setenv("SBIT_SPARK_HOST", "192.0.2.1")
+    assert host_setting("spark://192.0.2.7:7077") == "192.0.2.1"
+    monkeypatch.setenv("SBIT_SPARK_HOST", "no such host.invalid")
+    with pytest.raises(ConfigError, match=r"SBIT_SPARK_HOST='no such host\.invalid' does not resolve"):
+        host_setting()

@@ -91,8 +91,10 @@ class LocalCluster:
         # A port taken between _free_port() and the bind: fail (a clear error) instead of
         # moving to the next port, where the workers would not look for the master.
         no_retry = "-Dspark.port.maxRetries=0"
+        # The master's REST submission server (port 6066, on by default since Spark 4.1) would
+        # take jobs from anyone who reaches it; jobs come here through the driver only.
         return {**os.environ, "SPARK_HOME": str(spark_home()), **LOOPBACK, "SPARK_MASTER_HOST": "127.0.0.1",
-                "SPARK_MASTER_OPTS": no_retry, "SPARK_WORKER_OPTS": no_retry}
+                "SPARK_MASTER_OPTS": f"{no_retry} -Dspark.master.rest.enabled=false", "SPARK_WORKER_OPTS": no_retry}
 
     def _spawn(self, name: str, *args: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,9 @@ points the catalog at the environment's tables.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from sbit_lib.spark.jars import delta_jars
 from sbit_lib.spark.java import DEFAULT_JAVA_OPTIONS, ensure_java_home
 
 _HERE = Path(__file__).resolve().parent
+LOOPBACK = "127.0.0.1"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -35,10 +38,23 @@ def _builder(app_name: str, master: str, ui: bool, warehouse_dir: str) -> SparkS
     # The class-data archive `make setup` made for this JDK and these jars, if any
     # (sbit_lib/spark/cds.py): a new process reaches its first Delta write in about half the time.
     java_opts = f"-Dlog4j2.configurationFile=file:{log4j} {extra} {cds.java_option()}".strip()
+    host = host_setting(master)
+    # Where the driver listens. Spark binds its RPC and block-manager ports to
+    # spark.driver.bindAddress (else spark.driver.host, by default this machine's network
+    # address) and its UI to SPARK_LOCAL_IP (else every interface), none of them authenticated:
+    # on a shared network anyone could read the UI and reach the driver. By default all of them
+    # are on loopback; SBIT_SPARK_HOST (the address other machines reach this one at) opens them
+    # for executors on other machines. SPARK_LOCAL_IP is read by the JVM pyspark starts, which
+    # inherits this process's environment: it must be set before the session's first start.
+    if host is None:
+        os.environ["SPARK_LOCAL_IP"] = LOOPBACK
+    bind_address, advertised = (LOOPBACK, LOOPBACK) if host is None else ("0.0.0.0", host)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master)
         .config("spark.jars", jars)
+        .config("spark.driver.bindAddress", bind_address)
+        .config("spark.driver.host", advertised)
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
@@ -87,6 +103,40 @@ def _builder(app_name: str, master: str, ui: bool, warehouse_dir: str) -> SparkS
                            ("spark.dynamicAllocation.cachedExecutorIdleTimeout", "30s")):
             builder = builder.config(key, value)
     return builder
+
+
+def host_setting(master: str = "local[*]") -> str | None:
+    """SBIT_SPARK_HOST, checked: None (unset: every listener on loopback), else the address
+    executors on other machines reach this driver at (it then listens on every interface)."""
+    host = os.environ.get("SBIT_SPARK_HOST", "").strip()
+    if host:
+        try:
+            socket.getaddrinfo(host, None)
+        except OSError as error:
+            raise ConfigError(f"SBIT_SPARK_HOST={host!r} does not resolve ({error}): give the address or name "
+                              "other machines reach this one at, or unset it to keep Spark on loopback") from None
+        return host
+    remote = [h for h in _master_hosts(master) if not _is_loopback(h)]
+    if remote:
+        raise ConfigError(f"the Spark master {master!r} is on another machine ({remote[0]}), and its executors "
+                          "cannot reach a driver that listens on loopback only: set SBIT_SPARK_HOST to the "
+                          "address that machine reaches this one at")
+    return None
+
+
+def _master_hosts(master: str) -> list[str]:
+    """The hosts of a spark://h1:p1,h2:p2 master URL; none for local[...]."""
+    if not master.startswith("spark://"):
+        return []
+    return [part.rsplit(":", 1)[0].strip("[]") for part in master[len("spark://"):].split(",") if part]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
 def codegen_setting() -> bool:
