@@ -84,8 +84,9 @@ cluster-test: setup ## the batch test's sets 1-2 locally and on a local standalo
 	$(BIN)/python -m sbit_lib.ops.cluster --sets 2
 
 lab: setup ## open JupyterLab at the repository root on notebooks/01-config.ipynb, with the project's kernel
-	@# as root (a container, CI) Jupyter refuses to start without --allow-root
-	$(BIN)/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks/01-config.ipynb \
+	@# on loopback only, as every Spark session here; as root (a container, CI) Jupyter refuses
+	@# to start without --allow-root
+	$(BIN)/jupyter lab --ip=127.0.0.1 --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks/01-config.ipynb \
 	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 notebooks: $(STAMP) ## after editing: sync each notebook with its paired script (newest wins), strip outputs

@@ -138,7 +138,10 @@ for bad in (dict(environment="Dev-1"), dict(mode="fast"), dict(data_root="file:l
 # * **UTC** session time zone, so event times read the same on every laptop;
 # * **shuffle partitions = cores**: the default 200 would make every tiny MERGE schedule 200 tasks;
 # * **RocksDB state store** for the stateful queries (the stream-stream join), as on Databricks;
-# * **FAIR scheduler pools** from the course, so concurrent streams share the cores.
+# * **FAIR scheduler pools** from the course, so concurrent streams share the cores;
+# * **loopback only**: the Spark UI, the driver and its block manager listen on 127.0.0.1, where
+#   nobody else on a shared network can reach them (Spark authenticates none of them).
+#   `SBIT_SPARK_HOST` opens them for a cluster of several machines.
 #
 # There is no Hive metastore: an embedded Derby database allows one process at a time, and the
 # stream job, a papermill child and this notebook are three processes. Instead every process
@@ -150,9 +153,9 @@ from sbit_lib.course.catalog import get_spark
 spark = get_spark(config)
 for key in ("spark.sql.extensions", "spark.sql.catalog.spark_catalog", "spark.sql.session.timeZone",
             "spark.sql.shuffle.partitions", "spark.sql.streaming.stateStore.providerClass",
-            "spark.scheduler.mode"):
+            "spark.scheduler.mode", "spark.driver.bindAddress"):
     print(f"{key:46} {spark.conf.get(key)}")
-print(f"Spark {spark.version}")
+print(f"Spark {spark.version}; Spark UI: {spark.sparkContext.uiWebUrl or 'off (SBIT_SPARK_UI=false)'}")
 assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
 
 # %% [markdown]

@@ -31,6 +31,7 @@ import nbformat
 import pytest
 
 from sbit_lib.course.config import PROJECT_ROOT
+from tests.conftest import listeners
 
 NOTEBOOK = "notebooks/01-config.ipynb"           # what `make lab` opens (its default_url)
 KERNEL = "sbit-lakehouse"
@@ -119,7 +120,7 @@ class Lab:
 
 
 def start_lab(workdir: Path) -> Lab:
-    """JupyterLab as `make lab` starts it, headless: loopback only, a free port, a random token."""
+    """JupyterLab as `make lab` starts it (on loopback), headless: a free port, a random token."""
     home = workdir / "lakehouse"
     settings = workdir / "lab-settings"
     # A fresh learner's JupyterLab (no saved workspace or settings of whoever runs the test), but
@@ -133,7 +134,7 @@ def start_lab(workdir: Path) -> Lab:
         path.write_text(json.dumps(values))
     env = {**os.environ,
            "SBIT_HOME": str(home),                 # the kernel inherits the server's environment
-           "SBIT_SPARK_UI": "false",
+           "SBIT_SPARK_UI": "true",                # as a learner has it: its listener is checked
            "JUPYTER_RUNTIME_DIR": str(workdir / "jupyter-runtime"),
            "JUPYTERLAB_WORKSPACES_DIR": str(workdir / "lab-workspaces"),
            "JUPYTERLAB_SETTINGS_DIR": str(settings)}
@@ -145,7 +146,7 @@ def start_lab(workdir: Path) -> Lab:
         log_path = workdir / f"jupyter-lab-{attempt}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [*command, "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+                [*command, "--no-browser", f"--port={port}", "--port-retries=0",
                  f"--IdentityProvider.token={token}"],
                 cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
@@ -427,7 +428,18 @@ def test_the_notebook_runs_cell_by_cell_on_the_servers_kernel_against_a_temporar
     spark_cell = next((i for i, source in enumerate(sources) if "get_spark(" in source), None)
     assert spark_cell, f"{NOTEBOOK}: no cell starts the Spark session with get_spark(...)"
     timeout_s = notebook.metadata.get("execution", {}).get("timeout", CELL_TIMEOUT_S)
-    probe = "import os\nprint(os.environ['SBIT_HOME'])\nprint(config.home)"
-    printed = run_cells(lab, NOTEBOOK, [*sources[:spark_cell], probe], timeout_s)
+    probe = "import os\nprint(os.environ['SBIT_HOME'])\nprint(config.home)\nprint(spark.sparkContext.uiWebUrl)"
+    printed = run_cells(lab, NOTEBOOK, [*sources[:spark_cell + 1], probe], timeout_s)
     # the kernel ran with the server's environment: the temporary lakehouse, not ./lakehouse
-    assert printed[-1].split() == [str(lab.home), str(lab.home)], printed[-1]
+    home, config_home, ui = printed[-1].split()
+    assert [home, config_home] == [str(lab.home), str(lab.home)], printed[-1]
+    # Local by default: JupyterLab, the kernel, and the kernel's Spark (its UI, driver and block
+    # manager) listen on loopback only, and the notebook says where its UI is.
+    assert ui.startswith("http://127.0.0.1:"), ui
+    assert f"Spark UI: {ui}" in printed[spark_cell], printed[spark_cell]
+    listening = listeners(lab.process.pid)
+    ports = {port for _, _, _, port, _ in listening}
+    assert {lab.port, int(ui.rsplit(":", 1)[1])} <= ports, listening
+    assert sum(name == "java" for name, *_ in listening) >= 3, listening     # UI, driver, block manager
+    beyond = [entry for entry in listening if not entry[4]]
+    assert not beyond, f"listening beyond loopback: {beyond}"
