@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from sbit_lib.course.config import DECLARATIVE_CHECKPOINTS, Config, ConfigError
+from sbit_lib.course.config import DECLARATIVE_CHECKPOINTS, PROJECT_ROOT, Config, ConfigError
 from sbit_lib.course.producer import Producer
 from sbit_lib.declarative import runner
 from sbit_lib.ops import cli
@@ -86,6 +86,8 @@ class DeclarativeRuns:
         config = self.config
         command = ["declarative", "run", *args, "--env", config.environment, "--home", str(config.home),
                    "--test-data", str(config.test_data), "--as-of", config.as_of.isoformat()]
+        self._stderr.flush()
+        logged_before = self.log.stat().st_size
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
         output, deadline = [], time.monotonic() + timeout_s
@@ -101,6 +103,12 @@ class DeclarativeRuns:
         stdout, ended = "".join(output), (line or "the process died").strip()
         assert ended == "END 0", f"sbit {' '.join(command[:3])} failed ({ended}):\n{stdout}\n{self._log_tail()}"
         assert "Run is COMPLETED" in stdout, stdout
+        # A run that succeeds logs no error: no ERROR line, no Java stack trace.
+        with self.log.open() as log:
+            log.seek(logged_before)
+            logged = log.read()
+        errors = [line for line in logged.splitlines() if " ERROR " in line or line.lstrip().startswith("at java.")]
+        assert not errors, f"sbit {' '.join(command[:3])} succeeded but logged errors:\n{logged[-3000:]}"
         return stdout
 
     def _log_tail(self) -> str:
@@ -247,13 +255,15 @@ def test_dry_run_takes_no_full_refresh(make_config, capsys):
 
 
 # A dry run through the runner's API whose `echo`, once the run's session is up (the line saying
-# "session ready"), writes the port of the run's Connect server to <meeting>/<environment> and waits,
+# "session ready"), writes the port of the run's Connect server to <meeting>/<environment>, prints
+# the TCP ports its process and JVM listen on (a line LISTENERS <json>) and waits,
 # the session still up, until the other run has written its own: both servers up at once, or a
 # timeout (one run waiting for the other's port would never see it) that fails the run.
 _DRY_RUN_THAT_WAITS_FOR_THE_OTHER = """
-import sys, time
+import json, os, sys, time
 from pathlib import Path
 from pyspark import SparkContext
+from tests.conftest import listeners
 from sbit_lib.course.config import Config
 from sbit_lib.declarative import runner
 
@@ -265,6 +275,7 @@ def echo(line):
         return
     service = getattr(SparkContext._active_spark_context._jvm, "org.apache.spark.sql.connect.service.SparkConnectService$")
     (meeting / environment).write_text(str(getattr(service, "MODULE$").localPort()))
+    print("LISTENERS " + json.dumps(listeners(os.getpid())), flush=True)
     deadline = time.monotonic() + 300
     while len(list(meeting.iterdir())) < 2:
         if time.monotonic() > deadline:
@@ -280,16 +291,29 @@ def test_two_runs_at_once_on_one_machine_each_get_a_connect_server_of_their_own(
     """pyspark's local Connect server always takes port 15002 and its client dials it: two runs at
     once (a test beside notebook 11, two environments) collided. Each run's server now takes a
     free port of its own: two dry runs started together, each holding its session until the
-    other's is up, both resolve the graph, on two ports."""
+    other's is up, both resolve the graph, on two ports. And every port either run listens on
+    (Connect, the driver's RPC, the block manager, the UI) is on loopback."""
     meeting = tmp_path / "sessions-up"
     meeting.mkdir()
     configs = [make_config(f"declared_at_once_{n}") for n in (1, 2)]
+    # The first run with the Spark UI on (the tests turn it off), so its listener is checked too.
+    envs = [{**os.environ, "SBIT_SPARK_UI": "true"}, os.environ]
     runs = [subprocess.Popen([sys.executable, "-c", _DRY_RUN_THAT_WAITS_FOR_THE_OTHER, c.environment,
-                              str(c.home), str(meeting)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in configs]
+                              str(c.home), str(meeting)], cwd=PROJECT_ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for c, env in zip(configs, envs)]
+    outputs = {}
     for config, run in zip(configs, runs):
         out, err = run.communicate(timeout=600)
         assert run.returncode == 0, f"{config.environment}: {out[-2000:]}\n{err[-3000:]}"
         assert "both sessions up" in out, out
+        outputs[config.environment] = out
     ports = {c.environment: int((meeting / c.environment).read_text()) for c in configs}
     assert len(set(ports.values())) == 2, ports
+    # Local by default: the run's Connect server, its driver, block manager and UI on loopback only.
+    for environment, out in outputs.items():
+        listening = json.loads(next(line for line in out.splitlines() if line.startswith("LISTENERS "))[10:])
+        assert ports[environment] in [port for _, _, _, port, _ in listening], (environment, listening)
+        assert len(listening) >= (4 if environment == configs[0].environment else 3), (environment, listening)
+        beyond = [entry for entry in listening if not entry[4]]
+        assert not beyond, f"{environment}: listening beyond loopback: {beyond}"

@@ -21,6 +21,7 @@ refused: its watermarked gold aggregation has no declarative equivalent here.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import os
@@ -325,6 +326,12 @@ def run(config: Config, full_refresh: bool = False, dry_run: bool = False, echo=
                 if _SHOWN.search(message):
                     echo(f"  {at:6.1f} s  {_short(message, config)}")
         finally:
+            # pyspark's stop() releases the session on the server first and only then, closing the
+            # client, waits for the ReleaseExecute calls the client still sends in the background
+            # for the run's finished executions: one that arrives after its session is gone makes
+            # the server log an ERROR with a stack trace (INVALID_HANDLE.SESSION_CLOSED) after a
+            # successful run. Waiting for them first, as the client's close() would, keeps that order.
+            concurrent.futures.wait(spark.client._release_futures, timeout=10)
             spark.stop()
     finally:
         stack.close()
