@@ -76,11 +76,10 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:
 
 def listeners(pid: int) -> list[tuple[str, int, str, int, bool]]:
     """The TCP ports that process `pid` and every process under it listen on, as
-    (process name, pid, address, port, on loopback). Java's dual-stack sockets show an IPv4
-    address as ::ffff:a.b.c.d, and every interface as :: (not loopback)."""
-    import ipaddress
-
+    (process name, pid, address, port, on loopback). Every interface shows as 0.0.0.0 or ::."""
     import psutil
+
+    from sbit_lib.spark.session import is_loopback_address
 
     root = psutil.Process(pid)
     found = []
@@ -92,7 +91,6 @@ def listeners(pid: int) -> list[tuple[str, int, str, int, bool]]:
         for connection in connections:
             if connection.status != psutil.CONN_LISTEN:
                 continue
-            address = ipaddress.ip_address(connection.laddr.ip.split("%")[0])
-            address = getattr(address, "ipv4_mapped", None) or address
-            found.append((name, process.pid, connection.laddr.ip, connection.laddr.port, address.is_loopback))
+            address = connection.laddr.ip
+            found.append((name, process.pid, address, connection.laddr.port, is_loopback_address(address)))
     return found

@@ -86,8 +86,7 @@ class DeclarativeRuns:
         config = self.config
         command = ["declarative", "run", *args, "--env", config.environment, "--home", str(config.home),
                    "--test-data", str(config.test_data), "--as-of", config.as_of.isoformat()]
-        self._stderr.flush()
-        logged_before = self.log.stat().st_size
+        logged_before = self.log.stat().st_size       # the process writes its stderr there itself
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
         output, deadline = [], time.monotonic() + timeout_s

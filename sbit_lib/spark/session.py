@@ -48,7 +48,9 @@ def _builder(app_name: str, master: str, ui: bool, warehouse_dir: str) -> SparkS
     # inherits this process's environment: it must be set before the session's first start.
     if host is None:
         os.environ["SPARK_LOCAL_IP"] = LOOPBACK
-    bind_address, advertised = (LOOPBACK, LOOPBACK) if host is None else ("0.0.0.0", host)
+        bind_address, advertised = LOOPBACK, LOOPBACK
+    else:
+        bind_address, advertised = "0.0.0.0", host
     builder = (
         SparkSession.builder.appName(app_name)
         .master(master)
@@ -136,7 +138,14 @@ def _is_loopback(host: str) -> bool:
         addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
-    return all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    return all(is_loopback_address(a) for a in addresses)
+
+
+def is_loopback_address(address: str) -> bool:
+    """True for a loopback IP address, IPv4 or IPv6, also as Java's dual-stack sockets show an
+    IPv4 one (::ffff:127.0.0.1) and with an IPv6 zone (%lo)."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
 
 
 def codegen_setting() -> bool:
